@@ -1,0 +1,100 @@
+"""Request-level errors of SPEC section 3 and the one place that turns errors into HTTP answers.
+
+Per-gift outcomes (10003-10008) are results, not exceptions: see `gifts.results`.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+
+class RequestError(Exception):
+    """A request refused as a whole: nothing was recorded, so every MsgId may be retried as is."""
+
+    code = 7200003
+    http_status = 400
+    default_message = "malformed request"
+
+    def __init__(self, message: str | None = None):
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class GameNotFound(RequestError):
+    code, http_status, default_message = 7202001, 404, "game not found"
+
+
+class GameIdInvalid(RequestError):
+    code, http_status, default_message = 7202002, 400, "MiniGameId format error"
+
+
+class GameNotStarted(RequestError):
+    code, http_status, default_message = 7206001, 409, "game not started"
+
+
+class AuthenticationFailed(RequestError):
+    code, http_status, default_message = 7200001, 401, "authentication failed"
+
+
+class StaleRequest(RequestError):
+    code, http_status, default_message = 7200002, 401, "replayed or stale request"
+
+
+class MalformedRequest(RequestError):
+    code, http_status, default_message = 7200003, 400, "malformed request"
+
+
+class RoomUnavailable(RequestError):
+    code, http_status, default_message = 7200004, 404, "room not found or not live"
+
+
+class RateLimited(RequestError):
+    code, http_status, default_message = 7200005, 429, "rate limited"
+
+
+def error_body(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+def describe_validation_error(detail: Any, prefix: str = "") -> str:
+    """Flatten DRF's nested error detail into `field: reason; field: reason`."""
+    if isinstance(detail, dict):
+        parts = [describe_validation_error(value, f"{prefix}{key}.") for key, value in detail.items()]
+        return "; ".join(parts)
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            field = prefix.rstrip(".") or "body"
+            return f"{field}: {' '.join(str(item) for item in detail)}"
+        return "; ".join(describe_validation_error(item, prefix) for item in detail)
+    field = prefix.rstrip(".") or "body"
+    return f"{field}: {detail}"
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every refusal becomes `{code, message}` with a SPEC section 3 code."""
+    if isinstance(exc, RequestError):
+        return Response(error_body(exc.code, exc.message), status=exc.http_status)
+    if isinstance(exc, Http404):
+        return Response(error_body(RoomUnavailable.code, str(exc) or "not found"), status=404)
+    if isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    if isinstance(exc, drf.Throttled):
+        message = "rate limited"
+        if exc.wait is not None:
+            message += f"; retry in {exc.wait:.1f} s"
+        return Response(error_body(RateLimited.code, message), status=429)
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        return Response(error_body(AuthenticationFailed.code, str(exc.detail)), status=exc.status_code)
+    if isinstance(exc, drf.PermissionDenied):
+        return Response(error_body(AuthenticationFailed.code, str(exc.detail)), status=403)
+    if isinstance(exc, drf.NotFound):
+        return Response(error_body(RoomUnavailable.code, str(exc.detail)), status=404)
+    if isinstance(exc, drf.ValidationError):
+        return Response(error_body(MalformedRequest.code, describe_validation_error(exc.detail)), status=400)
+    if isinstance(exc, drf.APIException):
+        # ParseError, UnsupportedMediaType, MethodNotAllowed, NotAcceptable: all malformed requests.
+        return Response(error_body(MalformedRequest.code, str(exc.detail)), status=exc.status_code)
+    return None

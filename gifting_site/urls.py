@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from gifts import api as gifts_api
+from wallets import api as wallets_api
+
+api_patterns = [
+    path("auth/token/", wallets_api.TokenObtainApi.as_view(), name="token"),
+    path("me/", wallets_api.MeApi.as_view(), name="me"),
+    path("wallet/entries/", wallets_api.EntryListApi.as_view(), name="wallet-entries"),
+    path("gifts/", gifts_api.GiftListApi.as_view(), name="gift-list"),
+    path("ws-ticket/", gifts_api.WsTicketApi.as_view(), name="ws-ticket"),
+    path("rooms/<str:room_id>/", gifts_api.RoomDetailApi.as_view(), name="room-detail"),
+    path("rooms/<str:room_id>/gifts/", gifts_api.GiftSendApi.as_view(), name="gift-send"),
+    path("rooms/<str:room_id>/leaderboard/", gifts_api.LeaderboardApi.as_view(), name="leaderboard"),
+    path("rooms/<str:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
+    path("rooms/<str:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
+    path("hosts/<str:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]

@@ -1,0 +1,253 @@
+"""The gift catalog, rooms and their games, and the record of every gift sent."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q
+
+from wallets.models import Profile, Transfer
+
+MAX_PRICE = 10_000_000
+
+
+class Gift(models.Model):
+    class AnimationFormat(models.TextChoices):
+        LOTTIE = "lottie", "Lottie"
+        SVGA = "svga", "SVGA"
+        VAP = "vap", "VAP"
+        WEBP = "webp", "WebP"
+        PNG = "png", "PNG"
+
+    gift_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=64)
+    # Capped so that price x Value x Num of the largest allowed send still fits a 64-bit integer.
+    price = models.PositiveBigIntegerField(help_text="coins per gift", validators=[MaxValueValidator(MAX_PRICE)])
+    # Absolute URLs or paths on this site (the demo gifts ship under /static/gifts/).
+    icon = models.CharField(max_length=500, blank=True)
+    animation_format = models.CharField(max_length=10, choices=AnimationFormat.choices, default=AnimationFormat.PNG)
+    animation_url = models.CharField(max_length=500, blank=True)
+    is_active = models.BooleanField(default=True)
+    sort_order = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "price", "gift_id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0, price__lte=MAX_PRICE), name="gift_price_in_range")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.gift_id})"
+
+
+class MiniGame(models.Model):
+    mini_game_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return self.mini_game_id
+
+
+class ValueTier(models.Model):
+    """A Value a gift may be sent with in a game, and the effect it summons (g1 x10 -> soldier)."""
+
+    mini_game = models.ForeignKey(MiniGame, on_delete=models.CASCADE, related_name="tiers")
+    gift = models.ForeignKey(Gift, on_delete=models.CASCADE, related_name="tiers")
+    value = models.PositiveIntegerField()
+    effect = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["mini_game", "gift", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["mini_game", "gift", "value"], name="tier_unique_value"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="tier_value_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mini_game} {self.gift.gift_id} x{self.value} -> {self.effect}"
+
+
+class Room(models.Model):
+    room_id = models.CharField(max_length=64, unique=True)
+    host = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="hosted_rooms")
+    title = models.CharField(max_length=120, blank=True)
+    is_live = models.BooleanField(default=False)
+    current_session = models.ForeignKey(
+        "LiveSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The seq of the room's newest gift event. Bumped with UPDATE ... RETURNING inside the
+    # gift transaction, whose row lock makes the sequence contiguous in commit order.
+    last_seq = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.room_id
+
+
+class LiveSession(models.Model):
+    """One broadcast: it starts each time the room goes live and scopes the `live` leaderboard."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="live_sessions")
+    started_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.room} live #{self.pk}"
+
+
+class GameSession(models.Model):
+    class State(models.TextChoices):
+        WAITING = "waiting", "waiting"
+        STARTED = "started", "started"
+        ENDED = "ended", "ended"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="game_sessions")
+    mini_game = models.ForeignKey(MiniGame, on_delete=models.PROTECT, related_name="sessions")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.WAITING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    players = models.ManyToManyField(Profile, through="GamePlayer", related_name="game_sessions")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["room"], condition=~Q(state="ended"), name="game_one_open_session_per_room")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mini_game} in {self.room} ({self.state})"
+
+
+class GamePlayer(models.Model):
+    session = models.ForeignKey(GameSession, on_delete=models.CASCADE)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "profile"], name="game_player_once")]
+
+    def __str__(self) -> str:
+        return f"{self.profile} in {self.session}"
+
+
+class GiftEvent(models.Model):
+    """A delivered gift, numbered within its room. Written once, never changed."""
+
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="events")
+    seq = models.BigIntegerField()
+    msg_id = models.CharField(max_length=128)
+    sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events")
+    receiver = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="received_gift_events")
+    gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
+    game_session = models.ForeignKey(GameSession, null=True, blank=True, on_delete=models.PROTECT)
+    value = models.PositiveIntegerField()
+    num = models.PositiveIntegerField()
+    count = models.PositiveBigIntegerField(help_text="value x num")
+    coins = models.PositiveBigIntegerField()
+    effect = models.CharField(max_length=64, blank=True)
+    combo = models.PositiveIntegerField(default=1)
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="gift_event")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="event_seq_unique_in_room")]
+        indexes = [models.Index(fields=["room", "sender", "-seq"], name="event_sender_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.room} #{self.seq} {self.gift.gift_id} x{self.count}"
+
+
+class HostGiftCount(models.Model):
+    """The host's gift wall: how many of each gift they have received."""
+
+    host = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="gift_counts")
+    gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="+")
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "gift"], name="host_gift_count_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.host} received {self.count} x {self.gift}"
+
+
+class GiftReceipt(models.Model):
+    """The final result of one MsgId, so that a retry is answered without moving money again.
+
+    `scope` is who owns the MsgId space: `user:<pk>` for the viewer API, `app:<AppId>` for
+    the server API.
+    """
+
+    scope = models.CharField(max_length=80)
+    msg_id = models.CharField(max_length=128)
+    sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="+")
+    # What the sender asked for, as sent: a retry must repeat it exactly.
+    gift_code = models.CharField(max_length=64)
+    receiver_code = models.CharField(max_length=64)
+    value = models.PositiveBigIntegerField()
+    num = models.PositiveBigIntegerField()
+    result = models.PositiveIntegerField()
+    message = models.CharField(max_length=300)
+    event = models.OneToOneField(GiftEvent, null=True, blank=True, on_delete=models.PROTECT, related_name="receipt")
+    coins_balance = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "msg_id"], name="receipt_msg_id_once_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.msg_id} -> {self.result}"
+
+
+class ServerApp(models.Model):
+    """A business server allowed to call the SendDanmakuGifts-compatible API."""
+
+    app_id = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    # Kept as given: the signature is md5(AppId + nonce + secret + timestamp), so it must be readable.
+    secret = models.CharField(max_length=128)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.app_id} {self.name}".strip()
+
+
+class FailedDelivery(models.Model):
+    """A gift whose result was not 0, kept for staff to inspect, resolve or re-send."""
+
+    class Source(models.TextChoices):
+        VIEWER_API = "viewer", "viewer API"
+        SERVER_API = "server", "server API"
+        STAFF = "staff", "staff re-send"
+
+    source = models.CharField(max_length=10, choices=Source.choices)
+    request_id = models.CharField(max_length=64)
+    app = models.ForeignKey(ServerApp, null=True, blank=True, on_delete=models.PROTECT)
+    sender = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    user_code = models.CharField("UserId", max_length=64)
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    mini_game_code = models.CharField("MiniGameId", max_length=64, blank=True)
+    msg_id = models.CharField("MsgId", max_length=128)
+    gift_code = models.CharField("GiftId", max_length=64)
+    receiver_code = models.CharField("ReceiverId", max_length=64, blank=True)
+    value = models.PositiveBigIntegerField()
+    num = models.PositiveBigIntegerField()
+    code = models.PositiveIntegerField()
+    message = models.CharField(max_length=300)
+    raw_item = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resent_msg_id = models.CharField(max_length=128, blank=True)
+    resend_result = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "failed deliveries"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["code", "-created_at"], name="failed_by_code")]
+
+    def __str__(self) -> str:
+        return f"{self.msg_id} -> {self.code}"

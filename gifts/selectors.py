@@ -1,0 +1,103 @@
+"""Reads of the gifting domain, and the one shape of each thing a client receives."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from gifts.models import GameSession, Gift, GiftEvent, HostGiftCount, Room
+
+# How many events a client may ask to replay at once, and how many a snapshot carries.
+REPLAY_LIMIT = 500
+SNAPSHOT_RECENT = 20
+
+
+def gift_payload(gift: Gift) -> dict[str, Any]:
+    return {
+        "gift_id": gift.gift_id,
+        "name": gift.name,
+        "price": gift.price,
+        "icon": gift.icon,
+        "animation": {"format": gift.animation_format, "url": gift.animation_url},
+    }
+
+
+def event_payload(event: GiftEvent) -> dict[str, Any]:
+    """A gift event as every client sees it: REST answers, resync and the websocket alike."""
+    gift = gift_payload(event.gift)
+    del gift["price"]
+    return {
+        "seq": event.seq,
+        "msg_id": event.msg_id,
+        "sender": {
+            "user_id": event.sender.user_id,
+            "nickname": event.sender.display_name,
+            "avatar": event.sender.avatar,
+        },
+        "receiver_id": event.receiver.user_id,
+        "gift": gift,
+        "value": event.value,
+        "num": event.num,
+        "count": event.count,
+        "coins": event.coins,
+        "effect": event.effect,
+        "combo": event.combo,
+        "at": event.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def game_state_payload(session: GameSession | None) -> dict[str, Any] | None:
+    if session is None:
+        return None
+    return {
+        "mini_game_id": session.mini_game.mini_game_id,
+        "name": session.mini_game.name,
+        "state": session.state,
+        "session_id": session.pk,
+    }
+
+
+def active_gifts() -> QuerySet[Gift]:
+    return Gift.objects.filter(is_active=True).order_by("sort_order", "price", "gift_id")
+
+
+def room_game_session(room: Room) -> GameSession | None:
+    return (
+        GameSession.objects.select_related("mini_game").filter(room=room).exclude(state=GameSession.State.ENDED).first()
+    )
+
+
+def room_detail(room: Room) -> dict[str, Any]:
+    return {
+        "room_id": room.room_id,
+        "title": room.title,
+        "host": {"user_id": room.host.user_id, "nickname": room.host.display_name, "avatar": room.host.avatar},
+        "is_live": room.is_live,
+        "seq": room.last_seq,
+        "game": game_state_payload(room_game_session(room)),
+    }
+
+
+def events_after(
+    room: Room, *, since: int, until: int | None = None, limit: int = REPLAY_LIMIT
+) -> list[dict[str, Any]]:
+    """Events with seq in (since, until], oldest first."""
+    events = GiftEvent.objects.filter(room=room, seq__gt=since)
+    if until is not None:
+        events = events.filter(seq__lte=until)
+    events = events.select_related("sender", "receiver", "gift").order_by("seq")[:limit]
+    return [event_payload(event) for event in events]
+
+
+def recent_events(room: Room, *, limit: int = SNAPSHOT_RECENT) -> list[dict[str, Any]]:
+    """The room's newest events, oldest first."""
+    events = GiftEvent.objects.filter(room=room).select_related("sender", "receiver", "gift").order_by("-seq")[:limit]
+    return [event_payload(event) for event in reversed(events)]
+
+
+def host_gift_wall(host_id: int) -> list[dict[str, Any]]:
+    counts = (
+        HostGiftCount.objects.filter(host_id=host_id)
+        .select_related("gift")
+        .order_by("gift__sort_order", "gift__gift_id")
+    )
+    return [{**gift_payload(row.gift), "count": row.count} for row in counts]

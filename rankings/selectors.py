@@ -1,0 +1,32 @@
+"""Leaderboard reads."""
+
+from django.utils import timezone
+
+from rankings.models import RankingEntry
+from rankings.services import period_keys
+
+
+def leaderboard_top(*, room, period: str, limit: int = 10) -> list[dict]:
+    """The room's top senders for a period, ties to whoever reached the total first.
+
+    The `ranking_top` index serves both the filter and the ORDER BY, so this reads `limit`
+    rows however many people have sent gifts.
+    """
+    keys = period_keys(live_session_id=room.current_session_id, at=timezone.now())
+    if period not in keys:
+        return []  # `live` while the room is off air: nothing to rank.
+    rows = (
+        RankingEntry.objects.filter(room=room, period=period, period_key=keys[period])
+        .order_by("-coins", "reached_at", "id")
+        .select_related("profile")[:limit]
+    )
+    return [
+        {
+            "rank": rank,
+            "user_id": row.profile.user_id,
+            "nickname": row.profile.display_name,
+            "avatar": row.profile.avatar,
+            "coins": row.coins,
+        }
+        for rank, row in enumerate(rows, start=1)
+    ]

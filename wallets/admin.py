@@ -1,0 +1,135 @@
+"""Staff views of people and money. Money rows can be read, never edited or deleted."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q, Sum
+from django.template.response import TemplateResponse
+
+from wallets.models import Account, Entry, Profile, Transfer
+from wallets.services import coins_grant
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For ledger rows: visible to staff, changeable by nobody, superusers included."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class GrantCoinsForm(forms.Form):
+    amount = forms.IntegerField(min_value=1, max_value=100_000_000)
+    memo = forms.CharField(max_length=200, help_text="why: shown in the ledger and the viewer's statement")
+
+
+@admin.register(Profile)
+class WalletAdmin(admin.ModelAdmin):
+    """A person's wallet: both balances, their statement, and the grant action."""
+
+    list_display = ["user_id", "nickname", "coins", "earnings", "created_at"]
+    search_fields = ["user_id", "nickname"]
+    readonly_fields = ["login", "user_id", "coins", "earnings", "created_at"]
+    fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "created_at"]
+    actions = ["grant_coins"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                coins_balance=Sum("accounts__balance", filter=Q(accounts__kind=Account.Kind.COINS)),
+                earnings_balance=Sum("accounts__balance", filter=Q(accounts__kind=Account.Kind.EARNINGS)),
+            )
+        )
+
+    @admin.display(ordering="coins_balance")
+    def coins(self, profile):
+        return profile.coins_balance
+
+    @admin.display(ordering="earnings_balance")
+    def earnings(self, profile):
+        return profile.earnings_balance
+
+    def has_add_permission(self, request):
+        return False  # people come from sign-up, seed_demo or the server API, each with their accounts
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Grant coins to the selected viewers", permissions=["change"])
+    def grant_coins(self, request, queryset):
+        form = GrantCoinsForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for profile in queryset:
+                coins_grant(
+                    profile=profile,
+                    amount=form.cleaned_data["amount"],
+                    staff_user=request.user,
+                    memo=form.cleaned_data["memo"],
+                )
+            self.message_user(
+                request,
+                f"Granted {form.cleaned_data['amount']} coins to {queryset.count()} viewer(s).",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/wallets/grant_coins.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Grant coins",
+                "form": form,
+                "profiles": queryset,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "opts": self.model._meta,
+            },
+        )
+
+
+class EntryInline(ReadOnlyInline):
+    model = Entry
+    fields = ["account", "amount", "balance_after", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "reference", "memo", "created_by", "created_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["reference", "memo"]
+    inlines = [EntryInline]
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "profile", "balance"]
+    list_filter = ["kind"]
+    search_fields = ["profile__user_id"]
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "transfer", "account", "amount", "balance_after", "created_at"]
+    list_filter = ["account__kind", "transfer__kind"]
+    search_fields = ["account__profile__user_id", "transfer__reference"]
+    list_select_related = ["transfer", "account__profile"]
