@@ -7,6 +7,12 @@ from gifts.tests.factories import GiftFactory, RoomFactory
 from wallets.tests.factories import ProfileFactory
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Tests make many people with passwords; the production hasher is slow on purpose."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def api_client():
     return APIClient()
