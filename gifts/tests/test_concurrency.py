@@ -1,0 +1,190 @@
+"""Many gifts at once on PostgreSQL, with real threads and real row locks."""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from gifts.models import GiftEvent, HostGiftCount
+from gifts.results import Result
+from gifts.services import GiftRequest, gift_send
+from gifts.tests.factories import GiftFactory, RoomFactory
+from rankings.selectors import leaderboard_top
+from wallets.models import Account
+from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.services import platform_account
+from wallets.tests.factories import ProfileFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL: SQLite runs one writer at a time, so there is no concurrency to test",
+    ),
+]
+
+
+def run_in_threads(jobs):
+    """Run each job in its own thread, all released at the same moment; return their results in order."""
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def work(index, job):
+        try:
+            barrier.wait()
+            results[index] = job()
+        except BaseException as error:  # noqa: BLE001 - reported to the test below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(index, job)) for index, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def request(sender, room, msg_id, *, gift_code="rose", num=1):
+    return GiftRequest(
+        scope=f"user:{sender.pk}",
+        msg_id=msg_id,
+        sender=sender,
+        room=room,
+        game_session=None,
+        gift_code=gift_code,
+        value=1,
+        num=num,
+    )
+
+
+def assert_ledger_sound():
+    totals = ledger_totals()
+    assert totals["sum_of_balances"] == 0
+    assert totals["sum_of_entries"] == 0
+    assert totals["negative_user_accounts"] == 0
+    assert user_balances_match_entries()
+
+
+def test_twenty_senders_fifty_gifts_each_into_one_room():
+    gift = GiftFactory(gift_id="rose", price=10)
+    room = RoomFactory()
+    # senders 0-9 can pay for all 50 gifts; senders 10-19 only for 30 of them
+    senders = [ProfileFactory(coins=500 if index < 10 else 300) for index in range(20)]
+
+    def sender_job(sender, coins):
+        def job():
+            balance = coins
+            outcomes = []
+            for index in range(50):
+                outcome = gift_send(request(sender, room, f"{sender.user_id}-{index}"))
+                # coins_balance is the sender's balance right after this gift, read under its lock
+                after = outcome.coins_balance if outcome.ok else balance
+                outcomes.append((outcome.result, balance, after))
+                balance = after
+            return outcomes
+
+        return job
+
+    results = run_in_threads([sender_job(sender, 500 if index < 10 else 300) for index, sender in enumerate(senders)])
+
+    accepted = 0
+    for index, (sender, outcomes) in enumerate(zip(senders, results, strict=True)):
+        codes = Counter(result for result, _, _ in outcomes)
+        paid_for = 50 if index < 10 else 30
+        assert codes == (
+            {Result.SUCCESS: 50} if paid_for == 50 else {Result.SUCCESS: 30, Result.INSUFFICIENT_BALANCE: 20}
+        )
+        for result, before, after in outcomes:
+            # a sender's balance only moves through their own thread: each gift moved exactly its cost
+            assert before - after == (gift.price if result is Result.SUCCESS else 0)
+        assert profile_balances(sender)["coins"] == (500 if index < 10 else 300) - paid_for * gift.price
+        accepted += paid_for
+
+    seqs = sorted(GiftEvent.objects.filter(room=room).values_list("seq", flat=True))
+    assert seqs == list(range(1, accepted + 1))
+    room.refresh_from_db()
+    assert room.last_seq == accepted
+    shares = sum(event.coins * 50 // 100 for event in GiftEvent.objects.filter(room=room))
+    assert profile_balances(room.host)["earnings"] == shares == accepted * 5
+    assert account_balance(platform_account(Account.Kind.REVENUE)) == accepted * 10 - shares
+    assert HostGiftCount.objects.get(host=room.host).count == accepted
+    assert sum(row["coins"] for row in leaderboard_top(room=room, period="all", limit=100)) == accepted * 10
+    assert_ledger_sound()
+
+
+def test_the_same_msg_id_ten_times_at_once_charges_once():
+    GiftFactory(gift_id="rose", price=10)
+    room = RoomFactory()
+    sender = ProfileFactory(coins=1_000)
+
+    outcomes = run_in_threads([lambda: gift_send(request(sender, room, "dup", num=3)) for _ in range(10)])
+
+    fresh = [o for o in outcomes if o.result is Result.SUCCESS and not o.replayed]
+    assert len(fresh) == 1
+    assert all(o.result in (Result.SUCCESS, Result.IN_FLIGHT) for o in outcomes)
+    for outcome in outcomes:
+        if outcome.result is Result.SUCCESS:
+            assert outcome.event.seq == fresh[0].event.seq
+    assert profile_balances(sender)["coins"] == 1_000 - 30
+    assert GiftEvent.objects.count() == 1
+    # and once it has settled, the MsgId answers with the stored result
+    later = gift_send(request(sender, room, "dup", num=3))
+    assert (later.result, later.replayed) == (Result.SUCCESS, True)
+    assert_ledger_sound()
+
+
+def test_two_senders_gifting_each_others_rooms_cannot_deadlock():
+    GiftFactory(gift_id="rose", price=10)
+    alice, bob = ProfileFactory(coins=10_000), ProfileFactory(coins=10_000)
+    alice_room, bob_room = RoomFactory(host=alice), RoomFactory(host=bob)
+    rounds = 40
+
+    def gifts(sender, room, lane):
+        return lambda: [gift_send(request(sender, room, f"{lane}-{index}")).result for index in range(rounds)]
+
+    # each direction from two threads at once, so the same accounts are contended from both sides
+    results = run_in_threads(
+        [
+            gifts(alice, bob_room, "a1"),
+            gifts(bob, alice_room, "b1"),
+            gifts(alice, bob_room, "a2"),
+            gifts(bob, alice_room, "b2"),
+        ]
+    )
+
+    assert all(result is Result.SUCCESS for results_of in results for result in results_of)
+    rounds *= 2
+    assert profile_balances(alice) == {"coins": 10_000 - rounds * 10, "earnings": rounds * 5}
+    assert profile_balances(bob) == {"coins": 10_000 - rounds * 10, "earnings": rounds * 5}
+    assert GiftEvent.objects.filter(room=alice_room).count() == rounds
+    assert GiftEvent.objects.filter(room=bob_room).count() == rounds
+    assert_ledger_sound()
+
+
+def test_many_senders_in_many_rooms_with_shared_hosts_keep_the_ledger_sound():
+    GiftFactory(gift_id="rose", price=3)
+    people = [ProfileFactory(coins=200) for _ in range(6)]
+    rooms = [RoomFactory(host=person) for person in people]
+
+    def job(sender_index):
+        sender = people[sender_index]
+        return lambda: [
+            gift_send(
+                request(sender, rooms[(sender_index + step) % 6], f"{sender.user_id}-{step}", num=step % 4 + 1)
+            ).result
+            for step in range(1, 40)
+        ]
+
+    results = run_in_threads([job(index) for index in range(6)])
+    assert all(
+        result in (Result.SUCCESS, Result.INSUFFICIENT_BALANCE, Result.DELIVERY_FAILED) for r in results for result in r
+    )
+    for room in rooms:
+        seqs = sorted(GiftEvent.objects.filter(room=room).values_list("seq", flat=True))
+        assert seqs == list(range(1, len(seqs) + 1))
+    assert_ledger_sound()
