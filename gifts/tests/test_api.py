@@ -349,3 +349,23 @@ def test_ledger_invariant_holds_after_api_traffic(viewer, room, rose, client_for
         client.post(send_url(room.room_id), {"gift_id": "rose", "msg_id": f"m{index}", "num": 7}, format="json")
     totals = ledger_totals()
     assert totals["sum_of_balances"] == 0 and totals["sum_of_entries"] == 0
+
+
+@pytest.mark.parametrize("since", [str(10**30), "-1", "1e3", ""])
+def test_events_since_out_of_range_is_a_4xx_not_a_500(api_client, room, since):
+    response = api_client.get(f"/api/rooms/{room.room_id}/events/", {"since": since})
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert response.data["code"] == 7200003
+
+
+def test_gift_wall_of_an_unknown_host_is_404_with_a_code(api_client, db):
+    response = api_client.get("/api/hosts/nobody/gifts/")
+    assert response.status_code == 404
+    assert set(response.json()) == {"code", "message"}
+
+
+def test_msg_id_with_a_nul_character_is_refused(viewer, room, rose, client_for):
+    response = client_for(viewer).post(send_url(room.room_id), {"gift_id": "rose", "msg_id": "a\x00b"}, format="json")
+    assert response.status_code == 400 and response.data["code"] == 7200003
+    assert profile_balances(viewer)["coins"] == 10_000
