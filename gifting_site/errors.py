@@ -5,7 +5,7 @@ Per-gift outcomes (10003-10008) are results, not exceptions: see `gifts.results`
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -77,6 +77,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     """DRF's EXCEPTION_HANDLER: every refusal becomes `{code, message}` with a SPEC section 3 code."""
     if isinstance(exc, RequestError):
         return Response(error_body(exc.code, exc.message), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE while DRF parses them; without
+        # this the client would get Django's HTML 400 page instead of a coded answer.
+        return Response(error_body(MalformedRequest.code, "request body too large"), status=413)
+    if isinstance(exc, SuspiciousOperation):
+        return Response(error_body(MalformedRequest.code, "malformed request"), status=400)
     if isinstance(exc, Http404):
         return Response(error_body(RoomUnavailable.code, str(exc) or "not found"), status=404)
     if isinstance(exc, PermissionDenied):
