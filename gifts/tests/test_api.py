@@ -369,3 +369,22 @@ def test_msg_id_with_a_nul_character_is_refused(viewer, room, rose, client_for):
     response = client_for(viewer).post(send_url(room.room_id), {"gift_id": "rose", "msg_id": "a\x00b"}, format="json")
     assert response.status_code == 400 and response.data["code"] == 7200003
     assert profile_balances(viewer)["coins"] == 10_000
+
+
+def test_form_encoded_send_is_refused_with_a_code(viewer, room, rose, client_for):
+    client = client_for(viewer)
+    ok = client.post(send_url(room.room_id), {"gift_id": "rose", "msg_id": "f1"})
+    unknown = client.post(send_url(room.room_id), {"gift_id": "nope", "msg_id": "f2"})
+    # the API speaks JSON only: other media types are refused with a code, and nothing moves
+    for response in (ok, unknown):
+        assert response.status_code == 415
+        assert response.json()["code"] == 7200003
+    assert profile_balances(viewer)["coins"] == 10_000
+
+
+def test_a_body_over_the_size_limit_is_a_4xx_with_a_code(viewer, room, rose, client_for):
+    body = json.dumps({"gift_id": "rose", "msg_id": "big", "pad": "x" * (2 * 1024 * 1024)})
+    response = client_for(viewer).post(send_url(room.room_id), body, content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert set(response.json()) == {"code", "message"}
+    assert profile_balances(viewer)["coins"] == 10_000
