@@ -193,6 +193,10 @@ def test_throttle_answers_429_7200005(viewer, room, rose, client_for, monkeypatc
     assert [r.status_code for r in codes] == [201, 201, 429]
     assert codes[2].data["code"] == 7200005
     assert profile_balances(viewer)["coins"] == 10_000 - 20
+    # the limit is per user: somebody else in the same room still gets through
+    other = ProfileFactory(coins=100)
+    response = client_for(other).post(send_url(room.room_id), {"gift_id": "rose", "msg_id": "m0"}, format="json")
+    assert response.status_code == 201
 
 
 # --- game rules ----------------------------------------------------------------------------------
