@@ -4,9 +4,16 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from wallets.models import Account, Entry, Profile, Transfer
+from wallets.selectors import profile_entries
 from wallets.services import coins_grant
+
+# How many of a person's newest ledger lines the wallet page shows; the rest are one click away.
+STATEMENT_LINES = 50
+WALLET_ENTRIES_LOOKUP = "account__profile__id__exact"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -47,8 +54,8 @@ class WalletAdmin(admin.ModelAdmin):
 
     list_display = ["user_id", "nickname", "coins", "earnings", "created_at"]
     search_fields = ["user_id", "nickname"]
-    readonly_fields = ["login", "user_id", "coins", "earnings", "created_at"]
-    fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "created_at"]
+    readonly_fields = ["login", "user_id", "coins", "earnings", "created_at", "statement"]
+    fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "created_at", "statement"]
     actions = ["grant_coins"]
 
     def get_queryset(self, request):
@@ -68,6 +75,34 @@ class WalletAdmin(admin.ModelAdmin):
     @admin.display(ordering="earnings_balance")
     def earnings(self, profile):
         return profile.earnings_balance
+
+    @admin.display(description="ledger (newest first)")
+    def statement(self, profile):
+        """The person's own ledger lines, read-only: staff answer "where did my coins go?" from here."""
+        entries = profile_entries(profile)[:STATEMENT_LINES]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td style='text-align:right'>{}</td>"
+            "<td style='text-align:right'>{}</td><td>{}</td></tr>",
+            (
+                (
+                    entry.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    entry.account.kind,
+                    entry.transfer.get_kind_display(),
+                    f"{entry.amount:+d}",  # format_html escapes its arguments to text first
+                    entry.balance_after,
+                    entry.transfer.memo or entry.transfer.reference,
+                )
+                for entry in entries
+            ),
+        )
+        everything = reverse("admin:wallets_entry_changelist") + f"?{WALLET_ENTRIES_LOOKUP}={profile.pk}"
+        return format_html(
+            "<table><thead><tr><th>at</th><th>account</th><th>kind</th><th>amount</th><th>balance</th>"
+            "<th>memo</th></tr></thead><tbody>{}</tbody></table><p><a href='{}'>All ledger lines</a></p>",
+            rows or format_html("<tr><td colspan='6'>no ledger lines yet</td></tr>"),
+            everything,
+        )
 
     def has_add_permission(self, request):
         return False  # people come from sign-up, seed_demo or the server API, each with their accounts
@@ -133,3 +168,8 @@ class EntryAdmin(ReadOnlyAdmin):
     list_filter = ["account__kind", "transfer__kind"]
     search_fields = ["account__profile__user_id", "transfer__reference"]
     list_select_related = ["transfer", "account__profile"]
+
+    def lookup_allowed(self, lookup, value, request):
+        # The wallet page links here for one person's whole statement; a list filter with
+        # every person in the system would not be usable.
+        return lookup == WALLET_ENTRIES_LOOKUP or super().lookup_allowed(lookup, value, request)
