@@ -3,6 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gifts import api as gifts_api
+from gifts import server_api
+from gifts import views as gifts_views
 from wallets import api as wallets_api
 
 api_patterns = [
@@ -17,6 +19,7 @@ api_patterns = [
     path("rooms/<str:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
     path("rooms/<str:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
     path("hosts/<str:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
+    path("v1/", server_api.ServerApi.as_view(), name="server-api"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -24,4 +27,8 @@ api_patterns = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
+    path("", gifts_views.room_list, name="room-list"),
+    path("rooms/<str:room_id>/", gifts_views.room_page, name="room-page"),
+    path("login/", gifts_views.ViewerLoginView.as_view(), name="login"),
+    path("logout/", gifts_views.ViewerLogoutView.as_view(), name="logout"),
 ]

@@ -1,8 +1,17 @@
 """Staff views of the catalog, rooms, games and gift records."""
 
+import json
+import secrets
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 
+from gifting_site.errors import RequestError
 from gifts.models import (
     FailedDelivery,
     GameSession,
@@ -15,7 +24,16 @@ from gifts.models import (
     ServerApp,
     ValueTier,
 )
-from gifts.services import game_session_end, game_session_open, game_session_start, room_go_live, room_go_off_air
+from gifts.services import (
+    ResendRefused,
+    failed_delivery_resend,
+    failed_delivery_resolve,
+    game_session_end,
+    game_session_open,
+    game_session_start,
+    room_go_live,
+    room_go_off_air,
+)
 from wallets.admin import ReadOnlyAdmin
 
 
@@ -143,15 +161,49 @@ class HostGiftCountAdmin(ReadOnlyAdmin):
     search_fields = ["host__user_id"]
 
 
+class ServerAppCreateForm(forms.ModelForm):
+    app_id = forms.RegexField(
+        regex=r"^[A-Za-z0-9_-]{1,32}$", max_length=32, help_text="what the business server sends as AppId"
+    )
+    secret = forms.CharField(
+        required=False,
+        min_length=8,
+        max_length=128,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        help_text="leave empty to generate a strong one; it is shown once, right after saving",
+    )
+
+    class Meta:
+        model = ServerApp
+        fields = ["app_id", "name", "secret", "is_active"]
+
+    def clean_secret(self) -> str:
+        secret = self.cleaned_data["secret"].strip()
+        self.secret_generated = not secret
+        return secret or server_secret_generate()
+
+
+def server_secret_generate() -> str:
+    return secrets.token_hex(16)
+
+
 @admin.register(ServerApp)
 class ServerAppAdmin(admin.ModelAdmin):
+    """Apps allowed to call the server API. A secret is readable once, when it is made, never after."""
+
     list_display = ["app_id", "name", "masked_secret", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["app_id", "name"]
+    actions = ["rotate_secret"]
 
     @admin.display(description="secret")
     def masked_secret(self, app):
         return f"{app.secret[:2]}{'*' * 8}" if app.secret else "-"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ServerAppCreateForm
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -161,9 +213,177 @@ class ServerAppAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else ["app_id", "masked_secret", "created_at"]
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # failed deliveries and receipts refer to it; deactivate instead
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if getattr(obj, "_secret_generated", False):
+            # Rendered straight into this response, never put in messages (they can live in a cookie).
+            return self._secrets_shown(request, [obj], "App created")
+        return super().response_add(request, obj, post_url_continue)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        obj._secret_generated = getattr(form, "secret_generated", False)
+
+    @admin.action(description="Generate a new secret (the old one stops working at once)", permissions=["change"])
+    def rotate_secret(self, request, queryset):
+        apps = list(queryset)
+        for app in apps:
+            app.secret = server_secret_generate()
+            ServerApp.objects.filter(pk=app.pk).update(secret=app.secret)
+        return self._secrets_shown(request, apps, "New secrets")
+
+    def _secrets_shown(self, request, apps, title):
+        return TemplateResponse(
+            request,
+            "admin/gifts/serverapp/secrets_shown.html",
+            {**self.admin_site.each_context(request), "title": title, "apps": apps, "opts": self.model._meta},
+        )
+
+
+class ResolvedFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("open", "open"), ("resolved", "resolved")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(resolved_at__isnull=True)
+        if self.value() == "resolved":
+            return queryset.filter(resolved_at__isnull=False)
+        return queryset
+
 
 @admin.register(FailedDelivery)
 class FailedDeliveryAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "code", "msg_id", "user_code", "room", "mini_game_code", "gift_code", "resolved_at"]
-    list_filter = ["code", "source", "room", "mini_game_code", "created_at"]
-    search_fields = ["msg_id", "user_code"]
+    """The failed-delivery queue: read-only rows, acted on only through "mark resolved" and "re-send"."""
+
+    list_display = [
+        "created_at",
+        "code",
+        "short_message",
+        "msg_id",
+        "user_code",
+        "room",
+        "mini_game_code",
+        "gift_code",
+        "value",
+        "num",
+        "source",
+        "resolved_at",
+        "resend_result",
+    ]
+    list_filter = [
+        "code",
+        ResolvedFilter,
+        "source",
+        "room",
+        "mini_game_code",
+        "app",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["msg_id", "user_code", "request_id"]
+    list_select_related = ["room"]
+    date_hierarchy = "created_at"
+    fields = [
+        "created_at",
+        "source",
+        "request_id",
+        "app",
+        "user_code",
+        "room",
+        "mini_game_code",
+        "msg_id",
+        "gift_code",
+        "receiver_code",
+        "value",
+        "num",
+        "code",
+        "message",
+        "raw_item_pretty",
+        "resolved_at",
+        "resolved_by",
+        "resent_msg_id",
+        "resend_result",
+    ]
+    readonly_fields = fields
+    actions = ["mark_resolved", "resend"]
+    change_form_template = "admin/gifts/faileddelivery/change_form.html"
+
+    @admin.display(description="message")
+    def short_message(self, failed):
+        return failed.message if len(failed.message) <= 60 else f"{failed.message[:57]}..."
+
+    @admin.display(description="raw item")
+    def raw_item_pretty(self, failed):
+        return format_html("<pre>{}</pre>", json.dumps(failed.raw_item, indent=2, ensure_ascii=False))
+
+    def has_resolve_permission(self, request):
+        return request.user.has_perm("gifts.change_faileddelivery")
+
+    @admin.action(description="Mark resolved", permissions=["resolve"])
+    def mark_resolved(self, request, queryset):
+        done = failed_delivery_resolve(deliveries=queryset, staff_user=request.user)
+        self.message_user(request, f"{done} failed deliveries marked resolved.", messages.SUCCESS)
+
+    @admin.action(description="Re-send as a new gift (new MsgId; the sender pays)", permissions=["resolve"])
+    def resend(self, request, queryset):
+        for failed in queryset.select_related("room", "sender", "app"):
+            self._resend_one(request, failed)
+
+    def _resend_one(self, request, failed):
+        try:
+            outcome = failed_delivery_resend(failed=failed, staff_user=request.user)
+        except (ResendRefused, RequestError) as refusal:
+            self.message_user(request, f"MsgId {failed.msg_id}: not re-sent: {refusal}", messages.ERROR)
+            return
+        if outcome.ok:
+            self.message_user(
+                request,
+                f"MsgId {failed.msg_id}: re-sent as {outcome.msg_id}, delivered "
+                f"(room {failed.room.room_id} seq {outcome.event.seq}); marked resolved.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                f"MsgId {failed.msg_id}: re-sent as {outcome.msg_id}, which failed with "
+                f"{int(outcome.result)}: {outcome.message}",
+                messages.WARNING,
+            )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/resolve/",
+                self.admin_site.admin_view(self.resolve_view),
+                name="gifts_faileddelivery_resolve",
+            ),
+            path("<int:pk>/resend/", self.admin_site.admin_view(self.resend_view), name="gifts_faileddelivery_resend"),
+            *super().get_urls(),
+        ]
+
+    def resolve_view(self, request, pk):
+        self._row_action_check(request)
+        failed_delivery_resolve(deliveries=FailedDelivery.objects.filter(pk=pk), staff_user=request.user)
+        self.message_user(request, "Marked resolved.", messages.SUCCESS)
+        return redirect("admin:gifts_faileddelivery_change", pk)
+
+    def resend_view(self, request, pk):
+        self._row_action_check(request)
+        failed = get_object_or_404(FailedDelivery.objects.select_related("room", "sender", "app"), pk=pk)
+        self._resend_one(request, failed)
+        return redirect("admin:gifts_faileddelivery_change", pk)
+
+    def _row_action_check(self, request):
+        if request.method != "POST":
+            raise PermissionDenied("use the buttons on the failed delivery's page")
+        if not self.has_resolve_permission(request):
+            raise PermissionDenied
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_act"] = self.has_resolve_permission(request)
+        return super().render_change_form(request, context, add, change, form_url, obj)

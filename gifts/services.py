@@ -2,11 +2,13 @@
 
 import datetime
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
@@ -28,7 +30,14 @@ from gifts.results import GiftOutcome, Result
 from gifts.selectors import event_payload, game_state_payload, room_game_session
 from rankings.services import ranking_add
 from wallets.models import Account, Profile, Transfer
-from wallets.services import InsufficientBalance, platform_account, transfer_create
+from wallets.services import (
+    InsufficientBalance,
+    TransferConflict,
+    platform_account,
+    profile_get_or_create,
+    topup_create,
+    transfer_create,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,19 +119,20 @@ def _gift_apply(request: GiftRequest) -> GiftOutcome:
     if not _msg_id_claim(request.scope, request.msg_id):
         return _refusal(request, Result.IN_FLIGHT, "MsgId is being processed; retry later")
 
-    receipt = (
-        GiftReceipt.objects.filter(scope=request.scope, msg_id=request.msg_id)
-        .select_related("event__sender", "event__receiver", "event__gift")
-        .first()
-    )
+    # Almost every MsgId is new: look for a receipt without joins, and load the stored event
+    # only for a replay (the four-table join cost more to build than the whole lookup).
+    receipt = GiftReceipt.objects.filter(scope=request.scope, msg_id=request.msg_id).first()
     if receipt is not None:
         if not _receipt_matches(receipt, request):
             return _refusal(request, Result.MSG_ID_REUSED, "MsgId was already used for a different gift")
+        event = None
+        if receipt.event_id is not None:
+            event = GiftEvent.objects.select_related("sender", "receiver", "gift").get(pk=receipt.event_id)
         return GiftOutcome(
             Result(receipt.result),
             receipt.message,
             receipt.msg_id,
-            event=receipt.event,
+            event=event,
             coins_balance=receipt.coins_balance,
             replayed=True,
         )
@@ -137,7 +147,10 @@ def _gift_apply(request: GiftRequest) -> GiftOutcome:
 
     _receipt_create(request, Result.SUCCESS, "success", event=event, coins_balance=coins_balance)
     payload = event_payload(event)
-    transaction.on_commit(lambda: broadcast.gift_event_committed(request.room.room_id, payload))
+    # robust: the gift is committed by the time this runs, and the database is the source of
+    # truth. A broadcast that fails (Redis down) is logged by Django and must never turn a
+    # paid gift into an error; viewers catch up with `since` once broadcasting works again.
+    transaction.on_commit(lambda: broadcast.gift_event_committed(request.room.room_id, payload), robust=True)
     return GiftOutcome(Result.SUCCESS, "success", request.msg_id, event=event, coins_balance=coins_balance)
 
 
@@ -203,15 +216,21 @@ def _gift_pay_and_record(request: GiftRequest, gift: Gift, effect: str) -> tuple
     cost = gift.price * count
     host_share = cost * settings.HOST_SHARE_PERCENT // 100
 
+    # The three accounts of the gift in one read; transfer_create then locks the two user rows.
+    # `platform:revenue` is only missing before the very first gift, when it is created.
     accounts = {
         (account.profile_id, account.kind): account
-        for account in Account.objects.filter(profile__in=[sender.pk, host.pk])
+        for account in Account.objects.filter(
+            Q(profile__in=[sender.pk, host.pk], kind__in=Account.USER_KINDS)
+            | Q(profile=None, kind=Account.Kind.REVENUE)
+        )
     }
     payer = accounts[(sender.pk, Account.Kind.COINS)]
+    revenue = accounts.get((None, Account.Kind.REVENUE)) or platform_account(Account.Kind.REVENUE)
     legs = [
         (payer, -cost),
         (accounts[(host.pk, Account.Kind.EARNINGS)], host_share),
-        (platform_account(Account.Kind.REVENUE), cost - host_share),
+        (revenue, cost - host_share),
     ]
     # Lock order: user accounts in pk order (inside transfer_create), then the room row below.
     # Every gift takes them in this order, so gifts between any rooms cannot deadlock.
@@ -411,3 +430,179 @@ def _game_state_broadcast(session: GameSession) -> None:
     room_id = session.room.room_id
     payload = game_state_payload(session)
     transaction.on_commit(lambda: broadcast.game_state_changed(room_id, payload))
+
+
+# --- server API (SendDanmakuGifts-compatible) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerGift:
+    """One item of a SendDanmakuGifts GiftList, after its shape was checked."""
+
+    msg_id: str
+    user_id: str
+    gift_code: str
+    value: int
+    num: int
+    receiver_code: str | None = None
+    # None: not sent, so the person's stored value is kept.
+    nickname: str | None = None
+    avatar: str | None = None
+    sex: int | None = None
+    raw_item: dict[str, Any] = field(default_factory=dict)
+
+
+def server_gifts_send(
+    *, app: ServerApp, request_id: str, room: Room, game_session: GameSession | None, gifts: list[ServerGift]
+) -> list[GiftOutcome]:
+    """Send a batch gift by gift, each all-or-nothing on its own; one outcome per gift, in order.
+
+    A batch is never one transaction: a gift that fails (even unexpectedly) must neither undo
+    nor block the others, and each gift's durable transaction commits before the next starts.
+    """
+    outcomes = []
+    for gift in gifts:
+        try:
+            sender = profile_get_or_create(
+                user_id=gift.user_id, nickname=gift.nickname, avatar=gift.avatar, sex=gift.sex
+            )
+        except Exception:
+            logger.exception("server API %s: could not find or create user %s", request_id, gift.user_id)
+            outcomes.append(_server_gift_unsendable(app, request_id, room, game_session, gift))
+            continue
+        outcomes.append(
+            gift_send(
+                GiftRequest(
+                    scope=f"app:{app.app_id}",
+                    msg_id=gift.msg_id,
+                    sender=sender,
+                    room=room,
+                    game_session=game_session,
+                    gift_code=gift.gift_code,
+                    value=gift.value,
+                    num=gift.num,
+                    receiver_code=gift.receiver_code,
+                    source=FailedDelivery.Source.SERVER_API,
+                    request_id=request_id,
+                    app=app,
+                    raw_item=gift.raw_item,
+                )
+            )
+        )
+    return outcomes
+
+
+def _server_gift_unsendable(
+    app: ServerApp, request_id: str, room: Room, game_session: GameSession | None, gift: ServerGift
+) -> GiftOutcome:
+    """10005 for a gift whose sender could not even be set up; queued for staff like any failure."""
+    outcome = GiftOutcome(Result.DELIVERY_EXCEPTION, "delivery exception; nothing was charged", gift.msg_id)
+    try:
+        FailedDelivery.objects.create(
+            source=FailedDelivery.Source.SERVER_API,
+            request_id=request_id,
+            app=app,
+            user_code=gift.user_id,
+            room=room,
+            mini_game_code=game_session.mini_game.mini_game_id if game_session else "",
+            msg_id=gift.msg_id,
+            gift_code=gift.gift_code,
+            receiver_code=gift.receiver_code or "",
+            value=gift.value,
+            num=gift.num,
+            code=outcome.result,
+            message=outcome.message,
+            raw_item=gift.raw_item,
+        )
+    except Exception:
+        logger.exception("could not record failed delivery app:%s/%s", app.app_id, gift.msg_id)
+    return outcome
+
+
+def server_topup(*, app: ServerApp, user_id: str, amount: int, reference: str) -> tuple[Profile, bool]:
+    """Credit coins a business server's user paid for, once per (app, Reference).
+
+    Returns the person and whether this call credited them. A Reference already used for
+    another person or amount raises TransferConflict and creates nobody.
+    """
+    full_reference = f"app:{app.app_id}:{reference}"
+    profile = Profile.objects.filter(user_id=user_id).first()
+    if profile is None and Transfer.objects.filter(reference=f"topup:{full_reference}").exists():
+        raise TransferConflict(f"Reference {reference} was used for a different top-up")
+    if profile is None:
+        profile = profile_get_or_create(user_id=user_id)
+    try:
+        _, created = topup_create(profile=profile, amount=amount, reference=full_reference)
+    except IntegrityError:
+        # The same Reference committed in a parallel call a moment ago: answer as a retry would.
+        _, created = topup_create(profile=profile, amount=amount, reference=full_reference)
+    return profile, created
+
+
+# --- the failed-delivery queue (staff) ---------------------------------------------------------
+
+
+class ResendRefused(Exception):
+    """A failed delivery that cannot be re-sent (already done, or nobody to send it as)."""
+
+
+def failed_delivery_resolve(*, deliveries: QuerySet[FailedDelivery], staff_user: Any) -> int:
+    """Mark open failed deliveries as dealt with, and by whom; already resolved ones keep their mark."""
+    return deliveries.filter(resolved_at__isnull=True).update(resolved_at=timezone.now(), resolved_by=staff_user)
+
+
+def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOutcome:
+    """Send the gift of a failed delivery again, as a new gift with a new MsgId, through `gift_send`.
+
+    The room and game are checked as the original API would (RequestError when the room is
+    off air or the game is over); the sender pays as usual. A success resolves the row.
+    """
+    if failed.room_id is None:
+        raise ResendRefused("this failed delivery names no room")
+    sender = failed.sender or Profile.objects.filter(user_id=failed.user_code).first()
+    if sender is None:
+        raise ResendRefused(f"user {failed.user_code} does not exist")
+    room = room_for_gifts(failed.room.room_id)
+    if failed.mini_game_code:
+        game_session: GameSession | None = game_for_gifts(room, failed.mini_game_code)
+    else:
+        session = room_game_session(room)
+        game_session = session if session and session.state == GameSession.State.STARTED else None
+
+    # Claim the row with a compare-and-set on the MsgId it was last re-sent with, so two staff
+    # clicks at once send one gift; a row already re-sent successfully is never sent again.
+    msg_id = f"resend-{failed.pk}-{uuid.uuid4().hex[:12]}"
+    claimed = (
+        FailedDelivery.objects.filter(pk=failed.pk, resent_msg_id=failed.resent_msg_id)
+        .exclude(resend_result=Result.SUCCESS)
+        .update(resent_msg_id=msg_id, resend_result=None)
+    )
+    if not claimed:
+        raise ResendRefused("this failed delivery was already re-sent")
+
+    app = failed.app
+    outcome = gift_send(
+        GiftRequest(
+            scope=f"app:{app.app_id}" if app else f"user:{sender.pk}",
+            msg_id=msg_id,
+            sender=sender,
+            room=room,
+            game_session=game_session,
+            gift_code=failed.gift_code,
+            value=failed.value,
+            num=failed.num,
+            receiver_code=failed.receiver_code or None,
+            source=FailedDelivery.Source.STAFF,
+            request_id=f"staff-{uuid.uuid4().hex[:12]}",
+            app=app,
+            raw_item={"resend_of": failed.pk, "original": failed.raw_item},
+        )
+    )
+    changes: dict[str, Any] = {"resend_result": outcome.result}
+    if outcome.ok:
+        changes |= {"resolved_at": timezone.now(), "resolved_by": staff_user}
+    FailedDelivery.objects.filter(pk=failed.pk, resent_msg_id=msg_id).update(**changes)
+    for name, value in changes.items():
+        setattr(failed, name, value)
+    failed.resent_msg_id = msg_id
+    return outcome

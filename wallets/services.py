@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import BigIntegerField, Case, F, Value, When
 
 from wallets.models import Account, Entry, Profile, Transfer
 
@@ -106,8 +106,15 @@ def transfer_create(
             raise InsufficientBalance(current, -amount)
         balance_after[account.pk] = new_balance
 
-    for account, amount in user_legs:
-        Account.objects.filter(pk=account.pk).update(balance=F("balance") + amount)
+    if user_legs:
+        # One UPDATE for every user leg: the rows are already locked above, so the order in
+        # which this statement touches them cannot deadlock, and a gift saves a round trip.
+        change = {pk: balance - locked[pk].balance for pk, balance in balance_after.items()}
+        Account.objects.filter(pk__in=change).update(
+            balance=F("balance")
+            + Case(*[When(pk=pk, then=Value(amount)) for pk, amount in change.items()], output_field=BigIntegerField())
+        )
+    for account, _ in user_legs:
         account.balance = balance_after[account.pk]
 
     transfer = Transfer.objects.create(kind=kind, reference=reference, memo=memo, created_by=created_by)

@@ -1,0 +1,375 @@
+"""Server API for business servers: ZEGO's SendDanmakuGifts shape, plus TopUp (SPEC section 5).
+
+Every answer is HTTP 200 with `{Code, Message, RequestId[, Data]}`, as ZEGO's API answers;
+the outcome is in `Code`. A request-level refusal (Code != 0) records nothing, so every
+MsgId in it may be sent again as is, in a newly signed request.
+"""
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from rest_framework import exceptions as drf
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gifting_site.errors import GameIdInvalid, MalformedRequest, RateLimited, RequestError
+from gifting_site.fields import StrictCharField, StrictIntegerField
+from gifts.api import MAX_NUM, MAX_VALUE
+from gifts.models import GameSession, ServerApp
+from gifts.selectors import room_game_session
+from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
+from gifts.signatures import request_authenticate
+from wallets.services import TransferConflict, coins_account
+
+logger = logging.getLogger(__name__)
+
+# One call carries one merge window of a room's gifts; ZEGO suggests merging every 50-200 ms.
+MAX_GIFTS_PER_CALL = 100
+MAX_TOPUP = 100_000_000
+SUCCEED = "succeed"
+ACTIONS = ("SendDanmakuGifts", "TopUp")
+
+_USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+
+class UserInfoSerializer(serializers.Serializer):
+    UserId = StrictCharField(max_length=64, help_text="letters, digits and _ . @ + -")
+    Nickname = StrictCharField(max_length=64, required=False, allow_blank=True)
+    Avatar = StrictCharField(max_length=500, required=False, allow_blank=True, help_text="http(s) URL")
+    # ZEGO documents Sex as a number in one place and a string in another: both are accepted.
+    Sex = serializers.ChoiceField(choices=[0, 1, 2], required=False, help_text="0 unknown, 1 male, 2 female")
+
+    def validate_UserId(self, value: str) -> str:  # noqa: N802 - ZEGO's field name
+        if not _USER_ID.fullmatch(value):
+            raise serializers.ValidationError("must be 1-64 letters, digits or _ . @ + -")
+        return value
+
+    def validate_Avatar(self, value: str) -> str:  # noqa: N802 - ZEGO's field name
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("must be an http(s) URL")
+        return value
+
+
+class GiftInfoSerializer(serializers.Serializer):
+    GiftId = StrictCharField(max_length=64)
+    Value = StrictIntegerField(min_value=1, max_value=MAX_VALUE, default=1, help_text="gifts per effect (a tier)")
+    Num = StrictIntegerField(min_value=1, max_value=MAX_NUM, help_text="how many effects")
+
+
+class GiftItemSerializer(serializers.Serializer):
+    UserInfo = UserInfoSerializer()
+    GiftInfo = GiftInfoSerializer()
+    Timestamp = StrictIntegerField(min_value=0, max_value=2**63 - 1, required=False, help_text="Unix ms")
+    ReceiverId = StrictCharField(max_length=64, required=False, allow_blank=True)
+    MsgId = StrictCharField(min_length=1, max_length=128, help_text="idempotency key, unique per AppId")
+
+
+class SendDanmakuGiftsSerializer(serializers.Serializer):
+    RoomId = StrictCharField(min_length=1, max_length=64)
+    MiniGameId = StrictCharField(
+        max_length=64, required=False, allow_blank=True, allow_null=True, help_text="omit or empty: no game"
+    )
+    GiftList = GiftItemSerializer(many=True, allow_empty=False, max_length=MAX_GIFTS_PER_CALL)
+
+
+class TopUpSerializer(serializers.Serializer):
+    UserId = StrictCharField(max_length=64)
+    Amount = StrictIntegerField(min_value=1, max_value=MAX_TOPUP)
+    Reference = StrictCharField(
+        min_length=1, max_length=128, help_text="the payment's id; a retry with it credits nothing more"
+    )
+
+    def validate_UserId(self, value: str) -> str:  # noqa: N802 - ZEGO-style field name
+        return UserInfoSerializer().validate_UserId(value)
+
+
+class GiftResultSerializer(serializers.Serializer):
+    Result = serializers.IntegerField(help_text="0, 10003, 10004, 10005, 10006, 10007 or 10008")
+    Msg = serializers.CharField()
+    MsgId = serializers.CharField()
+
+
+class SendDanmakuGiftsDataSerializer(serializers.Serializer):
+    Results = GiftResultSerializer(many=True, help_text="one per gift, in GiftList order")
+
+
+class TopUpDataSerializer(serializers.Serializer):
+    UserId = serializers.CharField()
+    Balance = serializers.IntegerField(help_text="the user's coins now")
+
+
+class ServerApiAnswerSerializer(serializers.Serializer):
+    Code = serializers.IntegerField(help_text="0, or the request-level refusal: nothing was recorded")
+    Message = serializers.CharField()
+    RequestId = serializers.CharField()
+    Data = PolymorphicProxySerializer(
+        component_name="ServerApiData",
+        serializers=[SendDanmakuGiftsDataSerializer, TopUpDataSerializer],
+        resource_type_field_name=None,
+        required=False,
+        help_text="present when Code is 0",
+    )
+
+
+# --- request-level checks ----------------------------------------------------------------------
+
+
+def json_body(request) -> dict[str, Any]:
+    try:
+        data = request.data
+    except (drf.ParseError, drf.UnsupportedMediaType) as error:
+        raise MalformedRequest(f"body: {error.detail}") from None
+    except (RequestDataTooBig, SuspiciousOperation):
+        raise MalformedRequest("body: too large") from None
+    except RecursionError:
+        raise MalformedRequest("body: JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise MalformedRequest("body: must be a JSON object")
+    _refuse_unstorable_text(data)
+    return data
+
+
+def _refuse_unstorable_text(data: Any) -> None:
+    """Refuse NUL characters and lone surrogates anywhere in the body, keys included.
+
+    The raw item is stored with each failed delivery; PostgreSQL cannot store either of
+    them, and a gift must not fail for a reason the caller could have been told up front.
+    """
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
+                raise MalformedRequest("body: text contains a NUL character or an invalid surrogate")
+
+
+def validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        raise MalformedRequest(describe_errors(serializer.errors))
+    return serializer.validated_data
+
+
+def describe_errors(detail: Any, prefix: str = "") -> str:
+    """`GiftList[2].GiftInfo.Value: reason`: the first problem, named the way the caller wrote it."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if value:
+                if isinstance(key, int):  # a list's errors come keyed by item index
+                    name = f"{prefix}[{key}]"
+                elif key == "non_field_errors":
+                    name = prefix
+                else:
+                    name = f"{prefix}.{key}" if prefix else str(key)
+                return describe_errors(value, name)
+    if isinstance(detail, list):
+        if detail and all(isinstance(item, dict) for item in detail):
+            for index, item in enumerate(detail):
+                if item:
+                    return describe_errors(item, f"{prefix}[{index}]")
+        messages = [str(item) for item in detail if not isinstance(item, (dict, list))]
+        if messages:
+            return f"{prefix or 'body'}: {' '.join(messages)}"
+    return f"{prefix or 'body'}: {detail}"
+
+
+def room_call_admit(room_id: str, *, now: float | None = None) -> None:
+    """At most SERVER_API_ROOM_RATE calls per second for one room, across every server process.
+
+    A counter per room and wall-clock second in the shared cache (Redis when REDIS_URL is
+    set): `add` then `incr` are both atomic there, so concurrent processes count correctly.
+    """
+    second = int(time.time() if now is None else now)
+    key = f"server-api:rate:{room_id}:{second}"
+    cache.add(key, 0, timeout=5)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the key expired between add and incr: this is its first call
+        cache.add(key, 1, timeout=5)
+        count = 1
+    if count > settings.SERVER_API_ROOM_RATE:
+        raise RateLimited(f"rate limited: more than {settings.SERVER_API_ROOM_RATE} calls per second for this room")
+
+
+def game_of_batch(room, mini_game_id: Any) -> GameSession | None:
+    """The game whose rules the batch's gifts follow.
+
+    A named game must be running and started in the room. Without a MiniGameId, a room whose
+    game has started still applies the game's rules, exactly as the viewer API does: leaving
+    the id out must not be a way around the tiers.
+    """
+    if mini_game_id:
+        return game_for_gifts(room, mini_game_id)
+    session = room_game_session(room)
+    return session if session and session.state == GameSession.State.STARTED else None
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+
+def answer(request_id: str, code: int, message: str, data: dict[str, Any] | None = None) -> Response:
+    body: dict[str, Any] = {"Code": code, "Message": message, "RequestId": request_id}
+    if data is not None:
+        body["Data"] = data
+    return Response(body, status=200)
+
+
+SIGNING_PARAMETERS = [
+    OpenApiParameter("Action", str, OpenApiParameter.QUERY, required=True, enum=list(ACTIONS)),
+    OpenApiParameter("AppId", str, OpenApiParameter.QUERY, required=True, description="the app's id (admin)"),
+    OpenApiParameter(
+        "SignatureNonce", str, OpenApiParameter.QUERY, required=True, description="random, new for every call"
+    ),
+    OpenApiParameter(
+        "Timestamp", int, OpenApiParameter.QUERY, required=True, description="Unix seconds, within 600 s of ours"
+    ),
+    OpenApiParameter("SignatureVersion", str, OpenApiParameter.QUERY, required=True, enum=["2.0"]),
+    OpenApiParameter(
+        "Signature",
+        str,
+        OpenApiParameter.QUERY,
+        required=True,
+        description="hex md5(AppId + SignatureNonce + ServerSecret + Timestamp)",
+    ),
+]
+
+
+class ServerApi(APIView):
+    """`POST /api/v1/?Action=...`: signed calls from a business server; ZEGO's request and answer shapes."""
+
+    authentication_classes: list = []  # the signature in the query string is the authentication
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="server_api",
+        summary="SendDanmakuGifts / TopUp (server API, signed)",
+        description=(
+            "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
+            "Code != 0 is a request-level refusal (7200001 auth, 7200002 stale or replayed, 7200003 malformed, "
+            "7200004 room, 7200005 rate, 7202001/7202002/7206001 game) and records nothing. "
+            "SendDanmakuGifts answers one Result per gift in GiftList order."
+        ),
+        parameters=SIGNING_PARAMETERS,
+        auth=[],
+        request=PolymorphicProxySerializer(
+            component_name="ServerApiRequest",
+            serializers=[SendDanmakuGiftsSerializer, TopUpSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={200: ServerApiAnswerSerializer},
+        examples=[
+            OpenApiExample(
+                "SendDanmakuGifts",
+                request_only=True,
+                value={
+                    "RoomId": "room123",
+                    "MiniGameId": "TinyLoveWar",
+                    "GiftList": [
+                        {
+                            "UserInfo": {"UserId": "user1", "Nickname": "test1", "Avatar": "http://", "Sex": 1},
+                            "GiftInfo": {"GiftId": "g1", "Value": 10, "Num": 2},
+                            "Timestamp": 12312312,
+                            "ReceiverId": "anchor111",
+                            "MsgId": "445623452643416236",
+                        }
+                    ],
+                },
+            ),
+            OpenApiExample(
+                "TopUp", request_only=True, value={"UserId": "user1", "Amount": 500, "Reference": "pay-20240101-0001"}
+            ),
+            OpenApiExample(
+                "SendDanmakuGifts answer",
+                response_only=True,
+                value={
+                    "Code": 0,
+                    "Message": SUCCEED,
+                    "RequestId": "9f1c2a7be0d34b51",
+                    "Data": {"Results": [{"Result": 0, "Msg": "success", "MsgId": "445623452643416236"}]},
+                },
+            ),
+        ],
+    )
+    def post(self, request):
+        request_id = secrets.token_hex(12)
+        try:
+            app = request_authenticate(request.query_params)
+            action = request.query_params.get("Action", "")
+            if action == "SendDanmakuGifts":
+                data = self.send_danmaku_gifts(app, json_body(request), request_id)
+            elif action == "TopUp":
+                data = self.top_up(app, json_body(request))
+            else:
+                raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
+        except RequestError as error:
+            logger.info("server API %s refused with %s: %s", request_id, error.code, error.message)
+            return answer(request_id, error.code, error.message)
+        return answer(request_id, 0, SUCCEED, data)
+
+    def send_danmaku_gifts(self, app: ServerApp, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        mini_game_id = body.get("MiniGameId")
+        if mini_game_id is not None and (not isinstance(mini_game_id, str) or len(mini_game_id) > 64):
+            raise GameIdInvalid("MiniGameId format error: must be a string of at most 64 characters")
+        data = validated(SendDanmakuGiftsSerializer, body)
+        room_call_admit(data["RoomId"])
+        room = room_for_gifts(data["RoomId"])
+        game_session = game_of_batch(room, data.get("MiniGameId"))
+
+        gifts = []
+        for raw, item in zip(body["GiftList"], data["GiftList"], strict=True):
+            user, info = item["UserInfo"], item["GiftInfo"]
+            gifts.append(
+                ServerGift(
+                    msg_id=item["MsgId"],
+                    user_id=user["UserId"],
+                    nickname=user.get("Nickname"),
+                    avatar=user.get("Avatar"),
+                    sex=user.get("Sex"),
+                    gift_code=info["GiftId"],
+                    value=info["Value"],
+                    num=info["Num"],
+                    receiver_code=item.get("ReceiverId") or None,
+                    raw_item=raw,
+                )
+            )
+        outcomes = server_gifts_send(app=app, request_id=request_id, room=room, game_session=game_session, gifts=gifts)
+        return {
+            "Results": [
+                {"Result": int(outcome.result), "Msg": outcome.message, "MsgId": outcome.msg_id} for outcome in outcomes
+            ]
+        }
+
+    def top_up(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(TopUpSerializer, body)
+        try:
+            profile, _ = server_topup(
+                app=app, user_id=data["UserId"], amount=data["Amount"], reference=data["Reference"]
+            )
+        except TransferConflict:
+            raise MalformedRequest(
+                f"Reference: {data['Reference']} was already used for a different UserId or Amount"
+            ) from None
+        return {"UserId": profile.user_id, "Balance": coins_account(profile).balance}
+
+    def handle_exception(self, exc):
+        """Anything DRF refuses before `post` runs (e.g. a GET) still gets a ZEGO-shaped answer."""
+        if isinstance(exc, drf.APIException):
+            return answer(secrets.token_hex(12), MalformedRequest.code, str(exc.detail))
+        return super().handle_exception(exc)
