@@ -69,6 +69,18 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Under an ASGI server (uvicorn, daphne) each request runs in a thread of its own, so a
+# persistent connection stays open for every finished thread until PostgreSQL refuses new
+# ones (bench/throughput.py hit "too many clients" in seconds). Production ASGI servers set
+# DATABASE_POOL_SIZE: a per-process pool of that many connections, reused across requests.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
+if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_SIZE,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent writers wait for the lock instead of failing at once.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -84,6 +96,8 @@ if REDIS_URL:
                 "hosts": [REDIS_URL],
                 # Each server process reads one channel for all its rooms; give it room for bursts.
                 "capacity": 5000,
+                # Deployments (or test runs) sharing one Redis keep their rooms apart by prefix.
+                "prefix": env("CHANNEL_LAYER_PREFIX", default="giftstream"),
             },
         }
     }
@@ -115,7 +129,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").exists() else []
 
-LOGIN_URL = "/admin/login/"
+# Viewers sign in on the site's own page; the admin keeps its staff-only login at /admin/login/.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
 
 # A gift request is tiny; refuse anything large before parsing it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024

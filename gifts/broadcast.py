@@ -1,20 +1,172 @@
-"""After a commit, tell the room's viewers. Placeholder: sends each event straight to the group."""
+"""After a commit, tell the room's viewers: each room's events are merged per window and sent once.
 
+The merger lives in every ASGI server process, on that process's event loop, and merges the
+gifts that process committed. `transaction.on_commit` runs in the thread that committed (a
+sync view runs in a worker thread under ASGI), so the event is handed to the loop with
+`call_soon_threadsafe`. A room's first event arms one timer; when it fires, the room gets one
+`gifts` message with everything queued meanwhile, and one `leaderboard` message if its top 10
+changed. Nothing runs for a quiet room.
+
+Where no server loop runs (a management command, WSGI, a plain test), the event is sent at
+once, unmerged. Receivers order and de-duplicate by seq either way (see gifts.roomhub).
+"""
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
+
+from gifts.models import Room
+from rankings.models import RankingEntry
+from rankings.selectors import leaderboard_top
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_SIZE = 10
+# Channel-layer group names allow only these characters and must stay under 100 of them.
+_GROUP_SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 def room_group(room_id: str) -> str:
-    return f"room.{room_id}"
+    if _GROUP_SAFE.fullmatch(room_id):
+        return f"room.{room_id}"
+    return "roomx." + hashlib.sha256(room_id.encode()).hexdigest()[:48]
 
 
 def gift_event_committed(room_id: str, payload: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    async_to_sync(layer.group_send)(room_group(room_id), {"type": "room.gifts", "events": [payload]})
+    """Queue a committed gift event for its room's next merged `gifts` message."""
+    if _hand_to_merger(lambda merger: merger.add(room_id, payload)):
+        return
+    _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": [payload]})
 
 
 def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
-    layer = get_channel_layer()
-    async_to_sync(layer.group_send)(room_group(room_id), {"type": "room.game", "game": payload})
+    """A room's game session opened, started or ended: not merged, it is rare and must be prompt."""
+    message = {"type": "room.game", "room_id": room_id, "game": payload}
+    if _hand_to_merger(lambda merger: merger.publish_soon(room_id, message)):
+        return
+    _send_now(room_id, message)
+
+
+# --- the per-process merger ---------------------------------------------------------------------
+
+
+class RoomMerger:
+    """Pending events per room, flushed once per merge window. Used only on its loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.thread_id = threading.get_ident()
+        self.window = settings.GIFT_MERGE_WINDOW_MS / 1000
+        self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.boards: dict[str, list[dict[str, Any]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, room_id: str, payload: dict[str, Any]) -> None:
+        queued = self.pending.get(room_id)
+        if queued is not None:
+            queued.append(payload)
+            return
+        self.pending[room_id] = [payload]
+        self.loop.call_later(self.window, self._flush, room_id)
+
+    def publish_soon(self, room_id: str, message: dict[str, Any]) -> None:
+        self._spawn(self._publish, room_id, message)
+
+    def _flush(self, room_id: str) -> None:
+        events = self.pending.pop(room_id, [])
+        if events:
+            events.sort(key=lambda event: event["seq"])
+            self._spawn(self._publish_gifts, room_id, events)
+
+    def _spawn(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        task = self.loop.create_task(func(*args))
+        self.tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.tasks.discard)
+
+    async def _publish(self, room_id: str, message: dict[str, Any]) -> None:
+        try:
+            await get_channel_layer().group_send(room_group(room_id), message)
+        except Exception:
+            # Viewers notice the gap at the next event or leaderboard and replay it from the database.
+            logger.exception("could not publish %s to room %s", message["type"], room_id)
+
+    async def _publish_gifts(self, room_id: str, events: list[dict[str, Any]]) -> None:
+        await self._publish(room_id, {"type": "room.gifts", "room_id": room_id, "events": events})
+        try:
+            board = await database_sync_to_async(live_top)(room_id)
+        except Exception:
+            logger.exception("could not read the leaderboard of room %s", room_id)
+            return
+        if board is None or board == self.boards.get(room_id):
+            return
+        self.boards[room_id] = board
+        message = {
+            "type": "room.leaderboard",
+            "room_id": room_id,
+            "seq": events[-1]["seq"],
+            "period": RankingEntry.Period.LIVE,
+            "entries": board,
+        }
+        await self._publish(room_id, message)
+
+
+def live_top(room_id: str) -> list[dict[str, Any]] | None:
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None:
+        return None
+    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LEADERBOARD_SIZE)
+
+
+_merger: RoomMerger | None = None
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop) -> RoomMerger:
+    """Merge on this event loop from now on (called from the loop, once per connection: cheap)."""
+    global _merger
+    merger = _merger
+    if merger is None or merger.loop is not loop:
+        merger = _merger = RoomMerger(loop)
+    return merger
+
+
+def bound_to_server_loop(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Wrap the ASGI application so the merger knows the server's loop before the first commit."""
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        bind_loop(asyncio.get_running_loop())
+        await app(scope, receive, send)
+
+    return application
+
+
+def _hand_to_merger(call: Callable[[RoomMerger], None]) -> bool:
+    merger = _merger
+    if merger is None or not merger.loop.is_running():
+        return False
+    if threading.get_ident() == merger.thread_id:
+        call(merger)
+        return True
+    try:
+        # A fresh context: the committing thread's one marks it as asgiref's sync thread, and a
+        # task inheriting that mark could not use database_sync_to_async without a deadlock error.
+        merger.loop.call_soon_threadsafe(call, merger, context=contextvars.Context())
+    except RuntimeError:  # the loop closed between the check and the call
+        return False
+    return True
+
+
+def _send_now(room_id: str, message: dict[str, Any]) -> None:
+    try:
+        async_to_sync(get_channel_layer().group_send)(room_group(room_id), message)
+    except Exception:
+        logger.exception("could not publish %s to room %s", message["type"], room_id)

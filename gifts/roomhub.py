@@ -1,0 +1,304 @@
+"""Each server process's room hub: one channel-layer subscription per room, fanned out to local sockets.
+
+A room update costs the channel layer one message per server process, not one per viewer:
+the hub reads ONE channel for the whole process, joins a room's group while the process has
+viewers in that room, and hands each update to its own sockets, serialized once.
+
+Several processes merge and publish independently, so a room's batches can arrive out of
+order, or not at all (a Redis hiccup). The hub puts events back in seq order and releases
+only contiguous runs. A missing seq is waited for one merge window, then read from the
+database, where it already is: events are committed before they are published.
+"""
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from gifts import broadcast
+from gifts.models import Room
+from gifts.selectors import REPLAY_LIMIT, events_after
+
+logger = logging.getLogger(__name__)
+
+# channels-redis forgets group members after a day (`group_expiry`); rejoin well before that.
+GROUP_REFRESH_SECONDS = 3600
+RECOVER_DELAY_SECONDS = 1.0
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Contiguous events of one room, oldest first, with their `gifts` message already serialized."""
+
+    room_id: str
+    events: list[dict[str, Any]]
+    text: str
+
+    @classmethod
+    def of(cls, room_id: str, events: list[dict[str, Any]]) -> "Batch":
+        return cls(room_id, events, dumps(gifts_message(room_id, events)))
+
+    @property
+    def from_seq(self) -> int:
+        return self.events[0]["seq"]
+
+    @property
+    def to_seq(self) -> int:
+        return self.events[-1]["seq"]
+
+
+def gifts_message(room_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "gifts",
+        "room_id": room_id,
+        "from_seq": events[0]["seq"],
+        "to_seq": events[-1]["seq"],
+        "events": events,
+    }
+
+
+class Socket(Protocol):
+    """What the hub needs from a connected viewer: a non-blocking hand-over."""
+
+    def offer_batch(self, batch: Batch) -> None: ...
+
+    def offer_text(self, text: str) -> None: ...
+
+
+@dataclass(eq=False)
+class RoomFeed:
+    room_id: str
+    sockets: set[Socket] = field(default_factory=set)
+    released: int | None = None  # highest seq handed to the sockets; None until the first baseline
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    boards: list[dict[str, Any]] = field(default_factory=list)  # leaderboards ahead of `released`
+    gap_timer: asyncio.TimerHandle | None = None
+    filling: bool = False
+
+
+class RoomHub:
+    """The registry room -> local sockets of one event loop, and its one channel-layer reader."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.layer = get_channel_layer()
+        self.gap_wait = settings.GIFT_MERGE_WINDOW_MS / 1000
+        self.channel_name: str | None = None
+        self.rooms: dict[str, RoomFeed] = {}
+        self.membership = asyncio.Lock()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.reader: asyncio.Task[None] | None = None
+
+    # --- membership -------------------------------------------------------------------------
+
+    async def join(self, room_id: str, socket: Socket) -> None:
+        async with self.membership:
+            if self.channel_name is None:
+                self.channel_name = await self.layer.new_channel(prefix="roomhub.")
+                self.reader = self._spawn(self._read())
+                self._spawn(self._refresh_groups())
+            feed = self.rooms.get(room_id)
+            if feed is None:
+                feed = self.rooms[room_id] = RoomFeed(room_id)
+                # Joined before the socket reads its snapshot, so nothing committed after that
+                # read can be missed; anything older that still arrives is dropped by seq.
+                await self.layer.group_add(broadcast.room_group(room_id), self.channel_name)
+            feed.sockets.add(socket)
+
+    async def leave(self, room_id: str, socket: Socket) -> None:
+        async with self.membership:
+            feed = self.rooms.get(room_id)
+            if feed is None:
+                return
+            feed.sockets.discard(socket)
+            if feed.sockets:
+                return
+            del self.rooms[room_id]
+            if feed.gap_timer is not None:
+                feed.gap_timer.cancel()
+            await self.layer.group_discard(broadcast.room_group(room_id), self.channel_name)
+
+    def baseline(self, room_id: str, seq: int) -> None:
+        """A socket has read the room up to `seq` from the database; start the room's stream there."""
+        feed = self.rooms.get(room_id)
+        if feed is None or feed.released is not None:
+            return
+        feed.released = seq
+        feed.pending = {s: event for s, event in feed.pending.items() if s > seq}
+        self._release(feed)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for feed in self.rooms.values():
+            if feed.gap_timer is not None:
+                feed.gap_timer.cancel()
+        if self.channel_name is not None:
+            for room_id in list(self.rooms):
+                await self.layer.group_discard(broadcast.room_group(room_id), self.channel_name)
+        self.rooms.clear()
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        assert self.channel_name is not None
+        while True:
+            try:
+                message = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Whatever was published meanwhile is lost to this process: rejoin and read it back.
+                logger.exception("room hub lost its channel layer; recovering from the database")
+                await asyncio.sleep(RECOVER_DELAY_SECONDS)
+                await self._recover()
+                continue
+            try:
+                self._handle(message)
+            except Exception:
+                logger.exception("room hub could not handle %r", message.get("type"))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        feed = self.rooms.get(message.get("room_id", ""))
+        if feed is None:
+            return
+        kind = message.get("type")
+        if kind == "room.gifts":
+            for event in message["events"]:
+                if feed.released is None or event["seq"] > feed.released:
+                    feed.pending[event["seq"]] = event
+            self._release(feed)
+        elif kind == "room.leaderboard":
+            board = {key: message[key] for key in ("room_id", "seq", "period", "entries")}
+            feed.boards.append({"type": "leaderboard", **board})
+            self._release(feed)
+        elif kind == "room.game":
+            text = dumps({"type": "game", "room_id": feed.room_id, "game": message["game"]})
+            for socket in list(feed.sockets):
+                socket.offer_text(text)
+
+    def _release(self, feed: RoomFeed) -> None:
+        if feed.released is None:
+            return
+        run = []
+        while (feed.released + 1) in feed.pending:
+            feed.released += 1
+            run.append(feed.pending.pop(feed.released))
+        if run:
+            batch = Batch.of(feed.room_id, run)
+            for socket in list(feed.sockets):
+                socket.offer_batch(batch)
+        # A leaderboard goes out once the events it counts have; only the newest is worth sending.
+        ready = [board for board in feed.boards if board["seq"] <= feed.released]
+        if ready:
+            feed.boards = [board for board in feed.boards if board["seq"] > feed.released]
+            text = dumps(max(ready, key=lambda board: board["seq"]))
+            for socket in list(feed.sockets):
+                socket.offer_text(text)
+
+        waiting = bool(feed.pending or feed.boards)
+        if waiting and feed.gap_timer is None and not feed.filling:
+            feed.gap_timer = self.loop.call_later(self.gap_wait, self._gap_expired, feed)
+        elif not waiting and feed.gap_timer is not None:
+            feed.gap_timer.cancel()
+            feed.gap_timer = None
+
+    def _gap_expired(self, feed: RoomFeed) -> None:
+        feed.gap_timer = None
+        if self.rooms.get(feed.room_id) is feed:
+            self._spawn(self._fill(feed))
+
+    async def _fill(self, feed: RoomFeed, *, to_latest: bool = False) -> None:
+        """Read the missing seqs from the database: once per process, not once per viewer."""
+        if feed.filling or feed.released is None:
+            return
+        feed.filling = True
+        try:
+            while True:
+                known = [*feed.pending, *(board["seq"] for board in feed.boards)]
+                target = max(known, default=feed.released)
+                if target <= feed.released and not to_latest:
+                    break
+                events = await database_sync_to_async(_room_events)(
+                    feed.room_id, feed.released, None if to_latest else target
+                )
+                if not events:
+                    if target > feed.released:
+                        # The database has no such seq (the room was reset): never wait forever.
+                        logger.error(
+                            "room %s: seqs %s..%s are not in the database", feed.room_id, feed.released + 1, target
+                        )
+                        feed.released = min(feed.pending, default=target + 1) - 1
+                        feed.boards = [board for board in feed.boards if board["seq"] > feed.released]
+                        self._release(feed)
+                        continue
+                    break
+                for event in events:
+                    if event["seq"] > feed.released:
+                        feed.pending[event["seq"]] = event
+                self._release(feed)
+                if len(events) < REPLAY_LIMIT and not feed.pending and not feed.boards:
+                    break
+        except Exception:
+            logger.exception("room %s: could not read missing events", feed.room_id)
+        finally:
+            feed.filling = False
+        self._release(feed)
+
+    async def _recover(self) -> None:
+        try:
+            self.channel_name = await self.layer.new_channel(prefix="roomhub.")
+            for room_id, feed in list(self.rooms.items()):
+                await self.layer.group_add(broadcast.room_group(room_id), self.channel_name)
+                self._spawn(self._fill(feed, to_latest=True))
+        except Exception:
+            logger.exception("room hub could not rejoin its rooms")
+
+    async def _refresh_groups(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            for room_id in list(self.rooms):
+                try:
+                    await self.layer.group_add(broadcast.room_group(room_id), self.channel_name)
+                except Exception:
+                    logger.exception("could not refresh room group %s", room_id)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+
+def _room_events(room_id: str, since: int, until: int | None) -> list[dict[str, Any]]:
+    room = Room.objects.filter(room_id=room_id).first()
+    return [] if room is None else events_after(room, since=since, until=until)
+
+
+_hub: RoomHub | None = None
+
+
+def room_hub() -> RoomHub:
+    """This event loop's hub (one per server process; tests get a fresh loop, so a fresh hub)."""
+    global _hub
+    loop = asyncio.get_running_loop()
+    broadcast.bind_loop(loop)
+    if _hub is None or _hub.loop is not loop:
+        _hub = RoomHub(loop)
+    return _hub
+
+
+async def room_hub_close() -> None:
+    global _hub
+    hub, _hub = _hub, None
+    if hub is not None:
+        await hub.close()
