@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
+bash scripts/install-lottie.sh
 export DEBUG=${DEBUG:-true}
 .venv/bin/python manage.py migrate --no-input
 .venv/bin/python manage.py seed_demo

@@ -281,3 +281,25 @@ def test_game_room_asks_to_join_before_game_gifts(server, browser):
     expect(page.locator("#feed .feed-item").first).to_contain_text("general")
     screenshot(page, "room123-game-desktop.png")
     context.close()
+
+
+@pytest.mark.skipif(
+    not (BASE_DIR / "static" / "vendor" / "lottie.min.js").exists(),
+    reason="lottie-web is not installed: run scripts/install-lottie.sh (gifts then animate with CSS only)",
+)
+def test_a_lottie_gift_plays_its_own_animation(server, browser):
+    # given user4 in room456 with lottie-web installed
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    log_in(page, server, "user4", "room456")
+
+    # when user4 sends a Rocket, whose animation is a Lottie file
+    page.locator(".gift-option", has_text="Rocket").click()
+    page.get_by_role("button", name="Send Rocket").click()
+
+    # then the on-screen animation is drawn by lottie-web as SVG
+    animation = page.locator('.gift-anim[data-gift-id="g1"]')
+    expect(animation).to_be_visible(timeout=WAIT_MS)
+    expect(animation.locator(".gift-anim-lottie svg")).to_have_count(1, timeout=WAIT_MS)
+    screenshot(page, "room456-lottie.png")
+    context.close()
