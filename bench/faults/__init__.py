@@ -1,0 +1,1 @@
+"""Fault-injection runs: kill the server, Redis or PostgreSQL connections under load, then check the money."""
