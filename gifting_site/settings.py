@@ -67,12 +67,14 @@ ASGI_APPLICATION = "gifting_site.asgi.application"
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Money services open their own durable transactions; a request-wide transaction would nest them.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Under an ASGI server (uvicorn, daphne) each request runs in a thread of its own, so a
-# persistent connection stays open for every finished thread until PostgreSQL refuses new
-# ones (bench/throughput.py hit "too many clients" in seconds). Production ASGI servers set
-# DATABASE_POOL_SIZE: a per-process pool of that many connections, reused across requests.
+# persistent connection would stay open for every finished thread until PostgreSQL refuses
+# new ones (bench/throughput.py hit "too many clients" in seconds). So by default each
+# request opens and closes its connection; production ASGI servers set DATABASE_POOL_SIZE,
+# a per-process pool of that many connections reused across requests. CONN_MAX_AGE is for
+# servers that reuse their threads (WSGI).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=0)
 if DATABASE_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
