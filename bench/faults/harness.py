@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
-from common import ROOT, HttpConnection, Server, database_drop, database_recreate, pg_url, seed, server_env
+from common import PYTHON, ROOT, HttpConnection, Server, database_drop, database_recreate, pg_url, seed, server_env
 from websockets.asyncio.client import connect as websocket_connect
 from websockets.exceptions import WebSocketException
 
@@ -124,7 +124,9 @@ class FaultRun:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"gs-fault-{scenario}-"))
         self.redis = RedisServer(free_port(), self.workdir / "redis.log")
         self.server: Server | None = None
+        self.env: dict[str, str] = {}
         self.seed: dict = {}
+        self.seed_path = self.workdir / "seed.json"
         self.database_made = False
 
     def __enter__(self) -> FaultRun:
@@ -132,11 +134,11 @@ class FaultRun:
             self.redis.start()
             database_recreate(self.database)
             self.database_made = True
-            env = server_env(
+            self.env = server_env(
                 self.database, self.redis.url, CHANNEL_LAYER_PREFIX=self.channel_prefix, DATABASE_POOL_SIZE="4"
             )
-            self.seed = seed(env, rooms=self.rooms, senders=self.senders, coins=SEED_COINS, out=self.workdir / "s.json")
-            self.server = Server(self.server_name, free_port(), env, log=self.workdir / "server.log")
+            self.seed = seed(self.env, rooms=self.rooms, senders=self.senders, coins=SEED_COINS, out=self.seed_path)
+            self.server = Server(self.server_name, free_port(), self.env, log=self.workdir / "server.log")
             self.server.start(timeout=60)
         except BaseException:
             self.close()
@@ -176,6 +178,27 @@ class FaultRun:
         self.report.note("last lines of the server log:")
         for line in lines[-12:]:
             print(f"     | {line}", flush=True)
+
+    def direct_gifts(self, count: int, tag: str, phase: str) -> list[Answer]:
+        """Commit gifts from a process of its own through `gift_send` (bench/faults/direct_gifts.py)."""
+        script = Path(__file__).resolve().parent / "direct_gifts.py"
+        with (self.workdir / "direct.log").open("ab") as log:
+            out = subprocess.run(
+                [PYTHON, str(script), str(self.seed_path), str(count), tag],
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                check=True,
+            ).stdout
+        answers = []
+        for line in out.decode().splitlines():
+            gift = json.loads(line)
+            status = 201 if gift["result"] == 0 else 500
+            answers.append(
+                Answer(gift["msg_id"], gift["sender"], gift["room"], phase, status, gift["result"], gift["seq"])
+            )
+        return answers
 
     def sql(self) -> psycopg.Connection:
         return psycopg.connect(pg_url(self.database), autocommit=True)
@@ -283,7 +306,7 @@ class GiftLoad:
     money they moved (none, for a refusal) is checked too.
     """
 
-    def __init__(self, port: int, seed_data: dict, *, clients: int, tag: str, retry_for: float = 30.0):
+    def __init__(self, port: int, seed_data: dict, *, clients: int, tag: str, retry_for: float = 60.0):
         self.port = port
         self.senders = seed_data["senders"]
         self.rooms = seed_data["rooms"]
@@ -293,15 +316,21 @@ class GiftLoad:
         self.phase = "start"
         self.answers: list[Answer] = []
         self.stopping = False
+        self.giving_up = False
         self.tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    def start(self, tag: str | None = None) -> None:
+        """Start the clients; a new tag starts fresh MsgIds after a stop."""
+        self.tag = tag or self.tag
+        self.stopping = False
         self.tasks = [asyncio.create_task(self._client(number)) for number in range(self.clients)]
 
-    async def stop(self) -> None:
-        """Finish (or give up on) each client's current MsgId, then stop."""
+    async def stop(self, *, give_up: bool = False) -> None:
+        """Finish each client's current MsgId (or, with give_up, drop it at its next failure), then stop."""
         self.stopping = True
+        self.giving_up = give_up
         await asyncio.gather(*self.tasks)
+        self.giving_up = False
 
     def histories(self) -> dict[str, MsgIdHistory]:
         histories: dict[str, MsgIdHistory] = {}
@@ -361,7 +390,7 @@ class GiftLoad:
                 if status in (200, 201) or (400 <= status < 500 and status != 409):
                     return
             await asyncio.sleep(RETRY_PAUSE)  # after a failure an app waits a moment, whether it retries or not
-            if not retrying or time.monotonic() > give_up_at:
+            if not retrying or self.giving_up or time.monotonic() > give_up_at:
                 return
 
 
@@ -590,7 +619,9 @@ def gifts_check(report: Report, run: FaultRun, load: GiftLoad) -> list[StoredEve
     return events
 
 
-async def viewers_check(report: Report, viewers: list[Viewer], events: list[StoredEvent], timeout: float) -> None:
+async def viewers_check(
+    report: Report, viewers: list[Viewer], events: list[StoredEvent], timeout: float, when: str = ""
+) -> None:
     """Each viewer must end with exactly the committed events of its room, once each, in seq order."""
     for viewer in viewers:
         room_events = {event.seq: event.msg_id for event in events if event.room == viewer.room}
@@ -600,7 +631,7 @@ async def viewers_check(report: Report, viewers: list[Viewer], events: list[Stor
         wrong = [seq for seq, msg_id in viewer.msg_ids.items() if room_events.get(seq) != msg_id]
         ok = caught_up and not missing and not wrong and not viewer.repeats and not viewer.gaps and not viewer.errors
         report.check(
-            f"viewer of {viewer.room} saw every committed event once, in order",
+            f"viewer of {viewer.room} saw every committed event once, in order{when}",
             ok,
             f"{len(viewer.msg_ids)}/{len(room_events)} events up to seq {viewer.last_seq}/{last}, "
             f"{viewer.connections} connections, {len(viewer.repeats)} repeats, gaps {viewer.gaps[:3]}, "
@@ -619,6 +650,6 @@ def failed_answers_check(report: Report, load: GiftLoad, *, allowed_5xx: tuple[i
         name,
         not unclear and not unexpected,
         f"{len(load.answers)} attempts {dict(load.statuses())}; {len(refusals)} refusals, "
-        f"{len(unclear)} without a JSON code, {len(unexpected)} with a status other than "
-        f"{'/'.join(map(str, allowed_5xx)) or 'none'}" + (f"; e.g. {examples}" if examples else ""),
+        f"{len(unclear)} without a JSON code, {len(unexpected)} 5xx not expected here "
+        f"(expected: {'/'.join(map(str, allowed_5xx)) or 'none'})" + (f"; e.g. {examples}" if examples else ""),
     )
