@@ -287,13 +287,13 @@ class MsgIdHistory:
 
     @property
     def refused(self) -> bool:
-        """Its last answer said no, and no earlier answer said yes."""
-        answered = [answer for answer in self.answers if answer.status]
-        return bool(answered) and not self.acknowledged_seqs
+        """Every attempt was answered, and every answer said no: nothing may have moved."""
+        return all(answer.status for answer in self.answers) and not self.acknowledged_seqs
 
     @property
-    def unanswered(self) -> bool:
-        return all(answer.status == 0 for answer in self.answers)
+    def uncertain(self) -> bool:
+        """Never acknowledged, and some attempt lost its answer: it may have been applied, once at most."""
+        return not self.acknowledged_seqs and not self.refused
 
 
 class GiftLoad:
@@ -302,8 +302,8 @@ class GiftLoad:
     Even-numbered clients repeat a MsgId as a careful app does: when the answer was lost
     (connection cut, server down) or said "try again" (5xx, 409 in flight), for up to
     `retry_for` seconds; any other answer settles it. Odd-numbered clients give up on a MsgId
-    after its first attempt, whatever happened, so some MsgIds stay refused or unanswered: the
-    money they moved (none, for a refusal) is checked too.
+    after its first attempt, whatever happened, so some MsgIds stay refused or uncertain: the
+    money they moved (none for a refusal, once at most for a lost answer) is checked too.
     """
 
     def __init__(self, port: int, seed_data: dict, *, clients: int, tag: str, retry_for: float = 60.0):
@@ -452,7 +452,12 @@ class Viewer:
                     self.connections += 1
                     self.connected.set()
                     async for text in socket_:
-                        self._handle(json.loads(text))
+                        try:
+                            message = json.loads(text)
+                        except ValueError:
+                            self.errors.append(f"not JSON: {str(text)[:80]}")
+                            continue
+                        self._handle(message)
             except (OSError, WebSocketException, TimeoutError):
                 pass
             await asyncio.sleep(0.2)
@@ -566,17 +571,20 @@ def gifts_check(report: Report, run: FaultRun, load: GiftLoad) -> list[StoredEve
 
     acknowledged = {msg_id: h for msg_id, h in histories.items() if h.acknowledged_seqs}
     refused = {msg_id: h for msg_id, h in histories.items() if h.refused}
-    unanswered = {msg_id: h for msg_id, h in histories.items() if h.unanswered}
+    uncertain = {msg_id: h for msg_id, h in histories.items() if h.uncertain}
     lost = [msg_id for msg_id in acknowledged if len(by_msg_id.get(msg_id, [])) != 1]
     wrong_seq = [
         msg_id
         for msg_id, history in acknowledged.items()
-        if len(by_msg_id.get(msg_id, [])) == 1 and history.acknowledged_seqs != {by_msg_id[msg_id][0].seq}
+        if len(by_msg_id.get(msg_id, [])) == 1
+        and (history.acknowledged_seqs, history.sender, history.room)
+        != ({by_msg_id[msg_id][0].seq}, by_msg_id[msg_id][0].sender, by_msg_id[msg_id][0].room)
     ]
     report.check(
         "every acknowledged gift exists exactly once",
         not lost and not wrong_seq,
-        f"{len(acknowledged)} acknowledged, {len(lost)} missing or repeated, {len(wrong_seq)} with another seq"
+        f"{len(acknowledged)} acknowledged, {len(lost)} missing or repeated, "
+        f"{len(wrong_seq)} with another seq, sender or room"
         + (f" (e.g. {(lost + wrong_seq)[:3]})" if lost or wrong_seq else ""),
     )
     moved = [msg_id for msg_id in refused if by_msg_id.get(msg_id) or transferred.get(msg_id)]
@@ -600,8 +608,9 @@ def gifts_check(report: Report, run: FaultRun, load: GiftLoad) -> list[StoredEve
         f"{len(events)} events for {len(by_msg_id)} MsgIds, {len(repeated)} MsgIds applied twice, "
         f"{len(strangers)} never sent, {len(overcharged)} senders whose coins differ from their events"
         + (
-            f"; {len(unanswered)} MsgIds never answered, {sum(1 for m in unanswered if m in by_msg_id)} of them applied"
-            if unanswered
+            f"; {len(uncertain)} MsgIds whose answer was lost, {sum(1 for m in uncertain if m in by_msg_id)} of them "
+            "applied"
+            if uncertain
             else ""
         ),
     )
