@@ -4,7 +4,14 @@ import secrets
 
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -14,7 +21,7 @@ from rest_framework.views import APIView
 from gifting_site.errors import RoomUnavailable, error_body
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
-from gifts.models import FailedDelivery, Room
+from gifts.models import FailedDelivery, GameSession, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
 from gifts.services import GiftRequest, game_join, gift_send, room_for_gifts
 from rankings.models import RankingEntry
@@ -42,52 +49,107 @@ class GiftSendThrottle(UserRateThrottle):
     scope = "gift_send"
 
 
+# --- documented shapes (OpenAPI components) -----------------------------------------------------
+# The views answer with the payloads of `gifts.selectors`; these serializers only describe them.
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """Every refusal, from both viewer APIs: a SPEC section 3 result code and a readable reason."""
+
+    code = serializers.IntegerField(help_text="7200001 auth, 7200003 malformed, 7200004 room, 10003-10008 per gift")
+    message = serializers.CharField(help_text="what was refused and why, naming the field")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "malformed request (7200003): the message names the field",
+    401: "missing or bad token (7200001)",
+    403: "refused: a session without its CSRF token (7200001)",
+    404: "not found (7200004 room or person, 7202001 game, 10004 gift or Value tier)",
+    409: "MsgId in flight (10006) or reused for a different gift (10008)",
+    413: "request body over 1 MiB (7200003)",
+    415: "body is not JSON (7200003)",
+    422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance)",
+    429: "rate limited (7200005)",
+    500: "delivery exception (10005): nothing was charged, the MsgId may be retried",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {
+        status: OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in statuses
+    }
+
+
+# Path parameters, with the demo data's ids (`seed_demo`) as examples to try in the docs.
+def path_parameter(name: str, description: str, example: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, str, OpenApiParameter.PATH, description=description, examples=[OpenApiExample(example, value=example)]
+    )
+
+
+ROOM_ID = path_parameter("room_id", "the room's public id", "room456")
+GAME_ROOM_ID = path_parameter("room_id", "the room's public id", "room123")
+HOST_ID = path_parameter("user_id", "the host's public user_id", "anchor222")
+
+
+class AnimationSerializer(serializers.Serializer):
+    format = serializers.CharField(help_text="lottie, svga, vap, webp or png")
+    url = serializers.CharField(allow_blank=True)
+
+
+class PersonSerializer(serializers.Serializer):
+    user_id = serializers.CharField()
+    nickname = serializers.CharField()
+    avatar = serializers.CharField(allow_blank=True, help_text="URL, empty when none")
+
+
+class GameStateSerializer(serializers.Serializer):
+    mini_game_id = serializers.CharField()
+    name = serializers.CharField()
+    state = serializers.ChoiceField(choices=GameSession.State.choices)
+    session_id = serializers.IntegerField()
+
+
+@extend_schema_serializer(component_name="Gift")
+class GiftSerializer(serializers.Serializer):
+    gift_id = serializers.CharField()
+    name = serializers.CharField()
+    price = serializers.IntegerField(help_text="coins per gift")
+    icon = serializers.CharField(allow_blank=True)
+    animation = AnimationSerializer()
+
+
 class GiftListApi(APIView):
     permission_classes = [AllowAny]
 
-    class OutputSerializer(serializers.Serializer):
-        gift_id = serializers.CharField()
-        name = serializers.CharField()
-        price = serializers.IntegerField()
-        icon = serializers.CharField()
-        animation = inline_serializer("Animation", {"format": serializers.CharField(), "url": serializers.CharField()})
-
-    @extend_schema(responses=OutputSerializer(many=True))
+    @extend_schema(responses=GiftSerializer(many=True))
     def get(self, request):
         return Response([selectors.gift_payload(gift) for gift in selectors.active_gifts()])
 
 
+@extend_schema_serializer(component_name="GiftEvent")
 class EventSerializer(serializers.Serializer):
-    seq = serializers.IntegerField()
+    seq = serializers.IntegerField(help_text="the room's sequence number, contiguous")
     msg_id = serializers.CharField()
-    sender = inline_serializer(
-        "EventSender",
-        {"user_id": serializers.CharField(), "nickname": serializers.CharField(), "avatar": serializers.CharField()},
-    )
+    sender = PersonSerializer()
     receiver_id = serializers.CharField()
     gift = inline_serializer(
         "EventGift",
         {
             "gift_id": serializers.CharField(),
             "name": serializers.CharField(),
-            "icon": serializers.CharField(),
-            "animation": inline_serializer(
-                "EventAnimation", {"format": serializers.CharField(), "url": serializers.CharField()}
-            ),
+            "icon": serializers.CharField(allow_blank=True),
+            "animation": AnimationSerializer(),
         },
     )
     value = serializers.IntegerField()
     num = serializers.IntegerField()
-    count = serializers.IntegerField()
-    coins = serializers.IntegerField()
-    effect = serializers.CharField()
+    count = serializers.IntegerField(help_text="value x num")
+    coins = serializers.IntegerField(help_text="what the gift cost")
+    effect = serializers.CharField(allow_blank=True, help_text="the game effect of the Value tier, or empty")
     combo = serializers.IntegerField()
     at = serializers.DateTimeField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.IntegerField()
-    message = serializers.CharField()
 
 
 def outcome_response(outcome: GiftOutcome) -> Response:
@@ -106,29 +168,31 @@ def outcome_response(outcome: GiftOutcome) -> Response:
 class GiftSendApi(APIView):
     throttle_classes = [GiftSendThrottle]
 
+    @extend_schema_serializer(component_name="GiftSendRequest")
     class InputSerializer(serializers.Serializer):
-        gift_id = StrictCharField(max_length=64)
+        gift_id = StrictCharField(min_length=1, max_length=64)
         msg_id = StrictCharField(min_length=1, max_length=128)
         value = StrictIntegerField(min_value=1, max_value=MAX_VALUE, default=1)
         num = StrictIntegerField(min_value=1, max_value=MAX_NUM, default=1)
         receiver_id = StrictCharField(max_length=64, required=False, allow_blank=True)
 
+    @extend_schema_serializer(component_name="GiftSent")
     class OutputSerializer(serializers.Serializer):
-        result = serializers.IntegerField()
+        result = serializers.IntegerField(help_text="always 0")
         msg_id = serializers.CharField()
-        coins_balance = serializers.IntegerField()
+        coins_balance = serializers.IntegerField(help_text="the sender's coins after this gift")
         event = EventSerializer()
 
     @extend_schema(
+        parameters=[ROOM_ID],
         request=InputSerializer,
+        examples=[
+            OpenApiExample("two cars", request_only=True, value={"gift_id": "car", "msg_id": "demo-1", "num": 2}),
+        ],
         responses={
-            200: OutputSerializer,
-            201: OutputSerializer,
-            400: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-            422: ErrorSerializer,
-            429: ErrorSerializer,
+            200: OpenApiResponse(OutputSerializer, description="this msg_id was sent before: the stored answer"),
+            201: OpenApiResponse(OutputSerializer, description="sent and paid for"),
+            **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500),
         },
     )
     def post(self, request, room_id: str):
@@ -160,6 +224,16 @@ class GiftSendApi(APIView):
 class RoomDetailApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="RoomDetail")
+    class OutputSerializer(serializers.Serializer):
+        room_id = serializers.CharField()
+        title = serializers.CharField(allow_blank=True)
+        host = PersonSerializer()
+        is_live = serializers.BooleanField()
+        seq = serializers.IntegerField(help_text="the seq of the room's newest gift event, 0 before the first")
+        game = GameStateSerializer(allow_null=True, help_text="the room's open game session, if any")
+
+    @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404)})
     def get(self, request, room_id: str):
         return Response(selectors.room_detail(room_or_404(room_id)))
 
@@ -167,11 +241,29 @@ class RoomDetailApi(APIView):
 class LeaderboardApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="LeaderboardQuery")
     class QuerySerializer(serializers.Serializer):
         period = serializers.ChoiceField(choices=RankingEntry.Period.choices, default=RankingEntry.Period.LIVE)
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
-    @extend_schema(parameters=[QuerySerializer])
+    @extend_schema_serializer(component_name="Leaderboard")
+    class OutputSerializer(serializers.Serializer):
+        period = serializers.ChoiceField(choices=RankingEntry.Period.choices)
+        entries = inline_serializer(
+            "LeaderboardEntry",
+            {
+                "rank": serializers.IntegerField(),
+                "user_id": serializers.CharField(),
+                "nickname": serializers.CharField(),
+                "avatar": serializers.CharField(allow_blank=True),
+                "coins": serializers.IntegerField(help_text="coins sent in the period"),
+            },
+            many=True,
+        )
+
+    @extend_schema(
+        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404)}
+    )
     def get(self, request, room_id: str):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -184,11 +276,20 @@ class LeaderboardApi(APIView):
 class EventListApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="EventsQuery")
     class QuerySerializer(serializers.Serializer):
         since = serializers.IntegerField(min_value=0, default=0)
         limit = serializers.IntegerField(min_value=1, max_value=selectors.REPLAY_LIMIT, default=100)
 
-    @extend_schema(parameters=[QuerySerializer], responses=EventSerializer(many=True))
+    @extend_schema_serializer(component_name="RoomEvents")
+    class OutputSerializer(serializers.Serializer):
+        room_id = serializers.CharField()
+        seq = serializers.IntegerField(help_text="the room's newest seq")
+        events = EventSerializer(many=True, help_text="events after `since`, oldest first")
+
+    @extend_schema(
+        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404)}
+    )
     def get(self, request, room_id: str):
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -198,7 +299,17 @@ class EventListApi(APIView):
 
 
 class GameJoinApi(APIView):
-    @extend_schema(request=None)
+    @extend_schema_serializer(component_name="GameJoined")
+    class OutputSerializer(serializers.Serializer):
+        room_id = serializers.CharField()
+        game = GameStateSerializer()
+        joined = serializers.BooleanField()
+
+    @extend_schema(
+        parameters=[GAME_ROOM_ID],
+        request=None,
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
+    )
     def post(self, request, room_id: str):
         room = room_or_404(room_id)
         session = game_join(room=room, profile=profile_for_user(request.user))
@@ -208,6 +319,23 @@ class GameJoinApi(APIView):
 class HostGiftWallApi(APIView):
     permission_classes = [AllowAny]
 
+    @extend_schema_serializer(component_name="GiftWall")
+    class OutputSerializer(serializers.Serializer):
+        user_id = serializers.CharField()
+        gifts = inline_serializer(
+            "GiftWallRow",
+            {
+                "gift_id": serializers.CharField(),
+                "name": serializers.CharField(),
+                "price": serializers.IntegerField(),
+                "icon": serializers.CharField(allow_blank=True),
+                "animation": AnimationSerializer(),
+                "count": serializers.IntegerField(help_text="how many of this gift the host received"),
+            },
+            many=True,
+        )
+
+    @extend_schema(parameters=[HOST_ID], responses={200: OutputSerializer, **error_responses(404)})
     def get(self, request, user_id: str):
         host = get_object_or_404(Profile, user_id=user_id)
         return Response({"user_id": host.user_id, "gifts": selectors.host_gift_wall(host.pk)})
@@ -218,9 +346,12 @@ class WsTicketApi(APIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "WsTicket", {"ticket": serializers.CharField(), "expires_in": serializers.IntegerField()}
-        ),
+        responses={
+            201: inline_serializer(
+                "WsTicket", {"ticket": serializers.CharField(), "expires_in": serializers.IntegerField()}
+            ),
+            **error_responses(401, 403),
+        },
     )
     def post(self, request):
         ticket = secrets.token_urlsafe(24)

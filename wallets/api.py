@@ -1,7 +1,7 @@
 """Viewer REST API for identity and money (SPEC section 4)."""
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from gifting_site.errors import AuthenticationFailed, MalformedRequest
 from gifting_site.fields import StrictCharField
+from gifts.api import error_responses
 from wallets import selectors
 from wallets.services import profile_for_user
 
@@ -20,11 +21,18 @@ class TokenObtainApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
 
+    @extend_schema_serializer(component_name="TokenRequest")
     class InputSerializer(serializers.Serializer):
-        username = StrictCharField(max_length=150)
-        password = StrictCharField(max_length=128, trim_whitespace=False)
+        username = StrictCharField(min_length=1, max_length=150)
+        password = StrictCharField(min_length=1, max_length=128, trim_whitespace=False)
 
-    @extend_schema(request=InputSerializer, responses=inline_serializer("Token", {"token": serializers.CharField()}))
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: inline_serializer("Token", {"token": serializers.CharField()}),
+            **error_responses(400, 401, 413, 415),
+        },
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -36,15 +44,16 @@ class TokenObtainApi(APIView):
 
 
 class MeApi(APIView):
+    @extend_schema_serializer(component_name="Me")
     class OutputSerializer(serializers.Serializer):
         user_id = serializers.CharField()
         nickname = serializers.CharField()
-        avatar = serializers.CharField()
-        sex = serializers.IntegerField()
-        coins = serializers.IntegerField()
-        earnings = serializers.IntegerField()
+        avatar = serializers.CharField(allow_blank=True)
+        sex = serializers.IntegerField(help_text="0 unknown, 1 male, 2 female")
+        coins = serializers.IntegerField(help_text="spendable")
+        earnings = serializers.IntegerField(help_text="income as a host, not spendable as coins")
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses={200: OutputSerializer, **error_responses(401)})
     def get(self, request):
         profile = profile_for_user(request.user)
         return Response(
@@ -72,17 +81,30 @@ class EntryPagination(CursorPagination):
 class EntryListApi(APIView):
     """The caller's own ledger lines, newest first, with an opaque `cursor` for the next page."""
 
+    @extend_schema_serializer(component_name="LedgerEntry")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
-        account = serializers.CharField(source="account.kind")
+        account = serializers.CharField(source="account.kind", help_text="coins or earnings")
         amount = serializers.IntegerField()
         balance_after = serializers.IntegerField()
-        kind = serializers.CharField(source="transfer.kind")
+        kind = serializers.CharField(source="transfer.kind", help_text="top_up, gift or grant")
         reference = serializers.CharField(source="transfer.reference")
-        memo = serializers.CharField(source="transfer.memo")
+        memo = serializers.CharField(source="transfer.memo", allow_blank=True)
         created_at = serializers.DateTimeField()
 
-    @extend_schema(responses=OutputSerializer(many=True))
+    PageSerializer = inline_serializer(
+        "LedgerEntryPage",
+        {
+            "next": serializers.URLField(allow_null=True, help_text="the next (older) page, null on the last one"),
+            "previous": serializers.URLField(allow_null=True),
+            "results": OutputSerializer(many=True),
+        },
+    )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description="from `next` or `previous`")],
+        responses={200: PageSerializer, **error_responses(400, 401)},
+    )
     def get(self, request):
         paginator = EntryPagination()
         page = paginator.paginate_queryset(
