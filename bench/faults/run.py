@@ -8,7 +8,7 @@ Scenarios (all by default, in this order):
 Each scenario makes its own database (gs_fault_*), Redis and server, prints one PASS/FAIL line
 per check with its figures, and removes everything it made. The exit status is 1 if any check
 failed. Needs PostgreSQL on 127.0.0.1:5432 (BENCH_PG_HOST / BENCH_PG_USER) and redis-server on
-the PATH.
+the PATH. With the defaults the three take about 45 s on two cores.
 """
 
 import argparse
