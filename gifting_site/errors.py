@@ -3,12 +3,22 @@
 Per-gift outcomes (10003-10008) are results, not exceptions: see `gifts.results`.
 """
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+# What a lost database or Redis connection raises. The request did not complete: a database
+# transaction that was cut is rolled back, and a gift retried with its MsgId applies once.
+BACKEND_UNAVAILABLE = (OperationalError, InterfaceError, RedisError)
+RETRY_AFTER_SECONDS = 1
 
 
 class RequestError(Exception):
@@ -55,6 +65,14 @@ class RateLimited(RequestError):
     code, http_status, default_message = 7200005, 429, "rate limited"
 
 
+class ServiceUnavailable(RequestError):
+    """The database or Redis could not be reached. SPEC section 3 has no code of its own for
+    this, so it answers 10005 (unexpected server error, nothing charged) with HTTP 503."""
+
+    code, http_status = 10005, 503
+    default_message = "service temporarily unavailable; nothing was changed, retry as is"
+
+
 def error_body(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
 
@@ -75,8 +93,14 @@ def describe_validation_error(detail: Any, prefix: str = "") -> str:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's EXCEPTION_HANDLER: every refusal becomes `{code, message}` with a SPEC section 3 code."""
+    if isinstance(exc, BACKEND_UNAVAILABLE):
+        logger.warning("answering 503: %s: %s", type(exc).__name__, exc)
+        exc = ServiceUnavailable()
     if isinstance(exc, RequestError):
-        return Response(error_body(exc.code, exc.message), status=exc.http_status)
+        response = Response(error_body(exc.code, exc.message), status=exc.http_status)
+        if exc.http_status == 503:
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     if isinstance(exc, RequestDataTooBig):
         # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE while DRF parses them; without
         # this the client would get Django's HTML 400 page instead of a coded answer.

@@ -32,7 +32,8 @@ HTTP_STATUS = {
     Result.SUCCESS: 201,
     Result.DELIVERY_FAILED: 422,
     Result.GIFT_NOT_CONFIGURED: 404,
-    Result.DELIVERY_EXCEPTION: 500,
+    # Nothing was applied, or the outcome is stored under the MsgId: a retry is always safe.
+    Result.DELIVERY_EXCEPTION: 503,
     Result.IN_FLIGHT: 409,
     Result.INSUFFICIENT_BALANCE: 422,
     Result.MSG_ID_REUSED: 409,

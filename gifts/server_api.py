@@ -21,7 +21,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gifting_site.errors import GameIdInvalid, MalformedRequest, RateLimited, RequestError
+from gifting_site.errors import (
+    BACKEND_UNAVAILABLE,
+    GameIdInvalid,
+    MalformedRequest,
+    RateLimited,
+    RequestError,
+    ServiceUnavailable,
+)
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts.api import MAX_NUM, MAX_VALUE
 from gifts.models import GameSession, ServerApp
@@ -263,7 +270,8 @@ class ServerApi(APIView):
         description=(
             "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
             "Code != 0 is a request-level refusal (7200001 auth, 7200002 stale or replayed, 7200003 malformed, "
-            "7200004 room, 7200005 rate, 7202001/7202002/7206001 game) and records nothing. "
+            "7200004 room, 7200005 rate, 7202001/7202002/7206001 game, 10005 database or Redis unavailable) "
+            "and records nothing. "
             "SendDanmakuGifts answers one Result per gift in GiftList order."
         ),
         parameters=SIGNING_PARAMETERS,
@@ -318,6 +326,12 @@ class ServerApi(APIView):
                 data = self.top_up(app, json_body(request))
             else:
                 raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
+        except BACKEND_UNAVAILABLE as error:
+            # Gifts of a batch are each sent on their own and report their own failures, so this
+            # is raised before any of them ran (or by a TopUp, which is idempotent on Reference).
+            logger.warning("server API %s: backend unavailable: %s: %s", request_id, type(error).__name__, error)
+            unavailable = ServiceUnavailable()
+            return answer(request_id, unavailable.code, unavailable.message)
         except RequestError as error:
             logger.info("server API %s refused with %s: %s", request_id, error.code, error.message)
             return answer(request_id, error.code, error.message)

@@ -105,7 +105,11 @@ def gift_send(request: GiftRequest) -> GiftOutcome:
         return _gift_apply(request)
     except Exception:
         logger.exception("gift %s/%s failed unexpectedly", request.scope, request.msg_id)
-        outcome = GiftOutcome(Result.DELIVERY_EXCEPTION, "delivery exception; nothing was charged", request.msg_id)
+        # Almost always the transaction rolled back. If the connection died during COMMIT the
+        # gift may have landed; either way a retry with the same MsgId applies it at most once.
+        outcome = GiftOutcome(
+            Result.DELIVERY_EXCEPTION, "delivery exception; retry with the same MsgId", request.msg_id
+        )
         try:
             with transaction.atomic():
                 _failed_delivery_create(request, outcome.result, outcome.message)
