@@ -50,11 +50,12 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
     )
     sent = [answer for answer in load.answers if answer.phase == "redis-down"]
     acknowledged = sum(1 for answer in sent if answer.acknowledged)
-    clear_503 = sum(1 for answer in sent if answer.status == 503 and answer.code is not None)
+    # Decided: the database is the source of truth, so gifting goes on through a Redis outage
+    # (the throttle lets sends through while it cannot count; broadcasts resume afterwards).
     report.check(
-        "while Redis was down every send was acknowledged or refused with a clear 503",
-        bool(sent) and acknowledged + clear_503 == len(sent),
-        f"{acknowledged} acknowledged and {clear_503} coded 503s of {len(sent)} attempts "
+        "while Redis was down every send was acknowledged",
+        bool(sent) and acknowledged == len(sent),
+        f"{acknowledged} acknowledged of {len(sent)} attempts "
         f"{dict(load.statuses('redis-down'))}; before {dict(load.statuses('before'))}",
     )
 
