@@ -28,7 +28,7 @@ from gifts.models import FailedDelivery, GiftEvent, GiftReceipt, ServerApp
 from gifts.roomhub import room_hub_close
 from gifts.services import GiftRequest, gift_send
 from gifts.signatures import signature_compute
-from gifts.tests.factories import GiftFactory, RoomFactory
+from gifts.tests.factories import GiftFactory, RoomFactory, started_game
 from wallets.models import Account, Entry, Profile, Transfer
 from wallets.selectors import ledger_totals, profile_balances
 from wallets.tests.factories import ProfileFactory
@@ -135,6 +135,16 @@ def test_reusing_another_viewers_msg_id_is_a_new_gift_of_ones_own(viewer, bob, r
 
 
 @pytest.mark.django_db
+def test_joining_a_game_in_another_viewers_name_joins_the_caller(viewer, bob, client_for):
+    session = started_game(RoomFactory(room_id="arena"))
+    response = client_for(viewer).post(
+        "/api/rooms/arena/game/join/?user_id=bob", {"user_id": "bob", "profile": bob.pk}, format="json"
+    )
+    assert response.status_code == 200, response.data
+    assert list(session.players.values_list("user_id", flat=True)) == ["alice"]
+
+
+@pytest.mark.django_db
 def test_a_cross_site_post_riding_on_a_session_cookie_is_refused(bob, room, rose):
     # given bob is signed in on the site (session cookie) and a foreign page makes his browser post
     browser = APIClient(enforce_csrf_checks=True)
@@ -191,14 +201,20 @@ def test_no_query_parameter_shows_another_viewers_ledger(viewer, bob, client_for
 def test_a_crafted_cursor_pages_only_through_ones_own_ledger(viewer, client_for, two_histories):
     client = client_for(viewer)
     everyone = two_histories["alice"] | two_histories["bob"]
-    # a cursor is base64 of a query string; point it just past bob's newest line, both ways
+    # a cursor is base64 of a query string: aim it past everybody's newest line and before the
+    # oldest, in both directions, with a huge offset too
+    seen: set[int] = set()
     for position in (max(everyone) + 1, min(everyone) - 1):
         for reverse in ("0", "1"):
-            cursor = base64.b64encode(urlencode({"p": position, "r": reverse}).encode()).decode()
-            response = client.get("/api/wallet/entries/", {"cursor": cursor})
-            assert response.status_code in (200, 400), response.data
-            if response.status_code == 200:
-                assert {line["id"] for line in response.data["results"]} <= two_histories["alice"]
+            for offset in ("0", "1000"):
+                fields = {"p": position, "r": reverse, "o": offset}
+                cursor = base64.b64encode(urlencode(fields).encode()).decode()
+                response = client.get("/api/wallet/entries/", {"cursor": cursor})
+                assert response.status_code in (200, 400), response.data
+                if response.status_code == 200:
+                    seen |= {line["id"] for line in response.data["results"]}
+    # then every line any of them showed is alice's, and her own lines were reachable that way
+    assert seen == two_histories["alice"]
 
 
 @pytest.mark.django_db
@@ -351,15 +367,6 @@ def test_a_flood_of_sends_is_throttled_and_only_the_allowed_gifts_are_charged(
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="concurrent writers need PostgreSQL")
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason=(
-        "DRF's UserRateThrottle reads the request history, then writes it back: requests that arrive "
-        "together all read the same history and all pass. GiftSendThrottle needs an atomic counter "
-        "(cache.add + cache.incr, as room_call_admit does for the server API)."
-    ),
-)
 def test_a_concurrent_flood_charges_no_more_than_the_allowed_gifts(room, rose, monkeypatch):
     allowed, threads, each = 5, 8, 5
     monkeypatch.setattr(GiftSendThrottle, "THROTTLE_RATES", {"gift_send": f"{allowed}/min"})
@@ -390,7 +397,13 @@ def test_a_concurrent_flood_charges_no_more_than_the_allowed_gifts(room, rose, m
     charged = GiftEvent.objects.filter(sender=flooder).count()
     assert coins(flooder) == 10_000 - 10 * charged
     assert statuses.count(201) == charged
-    assert charged <= allowed, f"{charged} gifts went through a limit of {allowed}"
+    assert_ledger_balances()
+    if charged > allowed:
+        pytest.xfail(
+            f"{charged} gifts went through a limit of {allowed}: DRF's UserRateThrottle reads the request "
+            "history and writes it back, so requests arriving together all read the same history and all "
+            "pass. GiftSendThrottle needs an atomic counter (cache.add + cache.incr, as room_call_admit has)."
+        )
 
 
 # --- a huge body is refused before it is read ----------------------------------------------------------
