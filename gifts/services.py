@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
@@ -33,7 +33,7 @@ from wallets.models import Account, Profile, Transfer
 from wallets.services import (
     InsufficientBalance,
     TransferConflict,
-    platform_account,
+    accounts_of,
     profile_get_or_create,
     topup_create,
     transfer_create,
@@ -123,10 +123,9 @@ def _gift_apply(request: GiftRequest) -> GiftOutcome:
     if not _msg_id_claim(request.scope, request.msg_id):
         return _refusal(request, Result.IN_FLIGHT, "MsgId is being processed; retry later")
 
-    # Almost every MsgId is new: look for a receipt without joins, and load the stored event
-    # only for a replay (the four-table join cost more to build than the whole lookup).
-    receipt = GiftReceipt.objects.filter(scope=request.scope, msg_id=request.msg_id).first()
-    if receipt is not None:
+    receipt_id = _receipt_id(request.scope, request.msg_id)
+    if receipt_id is not None:
+        receipt = GiftReceipt.objects.get(pk=receipt_id)
         if not _receipt_matches(receipt, request):
             return _refusal(request, Result.MSG_ID_REUSED, "MsgId was already used for a different gift")
         event = None
@@ -185,7 +184,7 @@ def _receipt_matches(receipt: GiftReceipt, request: GiftRequest) -> bool:
 
 def _gift_check(request: GiftRequest) -> tuple[Gift, str]:
     """The per-gift rules of SPEC section 2. Returns the gift and the effect it summons."""
-    gift = Gift.objects.filter(gift_id=request.gift_code, is_active=True).first()
+    gift = _gift_active(request.gift_code)
     if gift is None:
         raise _Refused(Result.GIFT_NOT_CONFIGURED, f"gift {request.gift_code} is not configured")
 
@@ -221,20 +220,12 @@ def _gift_pay_and_record(request: GiftRequest, gift: Gift, effect: str) -> tuple
     host_share = cost * settings.HOST_SHARE_PERCENT // 100
 
     # The three accounts of the gift in one read; transfer_create then locks the two user rows.
-    # `platform:revenue` is only missing before the very first gift, when it is created.
-    accounts = {
-        (account.profile_id, account.kind): account
-        for account in Account.objects.filter(
-            Q(profile__in=[sender.pk, host.pk], kind__in=Account.USER_KINDS)
-            | Q(profile=None, kind=Account.Kind.REVENUE)
-        )
-    }
+    accounts = accounts_of(profile_ids=[sender.pk, host.pk], platform_kind=Account.Kind.REVENUE)
     payer = accounts[(sender.pk, Account.Kind.COINS)]
-    revenue = accounts.get((None, Account.Kind.REVENUE)) or platform_account(Account.Kind.REVENUE)
     legs = [
         (payer, -cost),
         (accounts[(host.pk, Account.Kind.EARNINGS)], host_share),
-        (revenue, cost - host_share),
+        (accounts[(None, Account.Kind.REVENUE)], cost - host_share),
     ]
     # Lock order: user accounts in pk order (inside transfer_create), then the room row below.
     # Every gift takes them in this order, so gifts between any rooms cannot deadlock.
@@ -251,17 +242,7 @@ def _gift_pay_and_record(request: GiftRequest, gift: Gift, effect: str) -> tuple
 
     seq, live_session_id = _room_next_seq(room)
     now = timezone.now()
-    previous = (
-        GiftEvent.objects.filter(room=room, sender=sender)
-        .order_by("-seq")
-        .values("gift_id", "combo", "created_at")
-        .first()
-    )
-    combo = 1
-    if previous and previous["gift_id"] == gift.pk and now - previous["created_at"] <= COMBO_WINDOW:
-        combo = previous["combo"] + 1
-
-    event = GiftEvent.objects.create(
+    event = GiftEvent(
         room=room,
         seq=seq,
         msg_id=request.msg_id,
@@ -274,9 +255,11 @@ def _gift_pay_and_record(request: GiftRequest, gift: Gift, effect: str) -> tuple
         count=count,
         coins=cost,
         effect=effect,
-        combo=combo,
+        combo=_combo_next(room_id=room.pk, sender_id=sender.pk, gift_id=gift.pk, now=now),
         transfer=transfer,
+        created_at=now,
     )
+    _row_insert(event)
     ranking_add(room_id=room.pk, live_session_id=live_session_id, profile_id=sender.pk, coins=cost, at=now)
     _host_gift_count_add(host_id=host.pk, gift_id=gift.pk, count=count)
     return event, payer.balance
@@ -317,7 +300,7 @@ def _receipt_create(
     event: GiftEvent | None = None,
     coins_balance: int | None = None,
 ) -> GiftReceipt:
-    return GiftReceipt.objects.create(
+    receipt = GiftReceipt(
         scope=request.scope,
         msg_id=request.msg_id,
         sender=request.sender,
@@ -330,7 +313,69 @@ def _receipt_create(
         message=message,
         event=event,
         coins_balance=coins_balance,
+        created_at=timezone.now(),
     )
+    _row_insert(receipt)
+    return receipt
+
+
+# --- the hot path's reads and writes in plain SQL -----------------------------------------------
+# Every gift runs these. Building the equivalent ORM query cost about 0.3 ms of CPU each on the
+# benchmark machine, five times what the database took to answer; the SQL is kept to what
+# both PostgreSQL and SQLite (3.35+, for RETURNING) understand.
+
+
+def _receipt_id(scope: str, msg_id: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {GiftReceipt._meta.db_table} WHERE scope = %s AND msg_id = %s", [scope, msg_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+GIFT_COLUMNS = ("id", "gift_id", "name", "price", "icon", "animation_format", "animation_url")
+
+
+def _gift_active(gift_code: str) -> Gift | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(GIFT_COLUMNS)} FROM {Gift._meta.db_table} WHERE gift_id = %s AND is_active",
+            [gift_code],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    gift = Gift(**dict(zip(GIFT_COLUMNS, row, strict=True)), is_active=True)
+    gift._state.adding, gift._state.db = False, connection.alias
+    return gift
+
+
+def _combo_next(*, room_id: int, sender_id: int, gift_id: int, now: datetime.datetime) -> int:
+    """1, or one more than the sender's previous gift in this room if it was the same gift within 10 s."""
+    since = connection.ops.adapt_datetimefield_value(now - COMBO_WINDOW)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT gift_id, combo, created_at >= %s FROM {GiftEvent._meta.db_table} "
+            "WHERE room_id = %s AND sender_id = %s ORDER BY seq DESC LIMIT 1",
+            [since, room_id, sender_id],
+        )
+        row = cursor.fetchone()
+    if row and row[0] == gift_id and row[2]:
+        return row[1] + 1
+    return 1
+
+
+def _row_insert(instance: GiftEvent | GiftReceipt) -> None:
+    """INSERT one new row from its model instance (every column set), and give it its id."""
+    fields = [field for field in instance._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {instance._meta.db_table} ({', '.join(field.column for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id",
+            values,
+        )
+        instance.pk = cursor.fetchone()[0]
+    instance._state.adding, instance._state.db = False, connection.alias
 
 
 def _refusal(request: GiftRequest, result: Result, message: str) -> GiftOutcome:

@@ -174,7 +174,7 @@ def test_a_gift_whose_connection_dies_after_the_transfer_is_rolled_back_and_its_
     client = client_for(viewer)
 
     # Given the transfer is written, when the connection dies just before the gift event is inserted
-    with connection_killed_before(f'INSERT INTO "{GiftEvent._meta.db_table}"') as killer:
+    with connection_killed_before(f"INSERT INTO {GiftEvent._meta.db_table} ") as killer:
         response = send(client, room, "cut-mid-gift")
 
     # Then the viewer gets a coded 503 and nothing of the gift remains
