@@ -89,7 +89,7 @@ ERROR_DESCRIPTIONS = {
     415: "body is not JSON (7200003)",
     422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance)",
     429: "rate limited (7200005)",
-    503: "database or Redis unavailable, or an unexpected error (10005): retry with the same MsgId",
+    503: "database or Redis unavailable, or an unexpected error (10005): nothing changed, retry as is",
 }
 
 
@@ -141,7 +141,7 @@ class GiftSerializer(serializers.Serializer):
 class GiftListApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses=GiftSerializer(many=True))
+    @extend_schema(responses={200: GiftSerializer(many=True), **error_responses(503)})
     def get(self, request):
         return Response([selectors.gift_payload(gift) for gift in selectors.active_gifts()])
 
@@ -251,7 +251,7 @@ class RoomDetailApi(APIView):
         seq = serializers.IntegerField(help_text="the seq of the room's newest gift event, 0 before the first")
         game = GameStateSerializer(allow_null=True, help_text="the room's open game session, if any")
 
-    @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404)})
+    @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404, 503)})
     def get(self, request, room_id: str):
         return Response(selectors.room_detail(room_or_404(room_id)))
 
@@ -280,7 +280,7 @@ class LeaderboardApi(APIView):
         )
 
     @extend_schema(
-        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404)}
+        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404, 503)}
     )
     def get(self, request, room_id: str):
         query = self.QuerySerializer(data=request.query_params)
@@ -306,7 +306,7 @@ class EventListApi(APIView):
         events = EventSerializer(many=True, help_text="events after `since`, oldest first")
 
     @extend_schema(
-        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404)}
+        parameters=[ROOM_ID, QuerySerializer], responses={200: OutputSerializer, **error_responses(400, 404, 503)}
     )
     def get(self, request, room_id: str):
         query = self.QuerySerializer(data=request.query_params)
@@ -326,7 +326,7 @@ class GameJoinApi(APIView):
     @extend_schema(
         parameters=[GAME_ROOM_ID],
         request=None,
-        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
+        responses={200: OutputSerializer, **error_responses(401, 403, 404, 503)},
     )
     def post(self, request, room_id: str):
         room = room_or_404(room_id)
@@ -353,7 +353,7 @@ class HostGiftWallApi(APIView):
             many=True,
         )
 
-    @extend_schema(parameters=[HOST_ID], responses={200: OutputSerializer, **error_responses(404)})
+    @extend_schema(parameters=[HOST_ID], responses={200: OutputSerializer, **error_responses(404, 503)})
     def get(self, request, user_id: str):
         host = get_object_or_404(Profile, user_id=user_id)
         return Response({"user_id": host.user_id, "gifts": selectors.host_gift_wall(host.pk)})
@@ -368,7 +368,7 @@ class WsTicketApi(APIView):
             201: inline_serializer(
                 "WsTicket", {"ticket": serializers.CharField(), "expires_in": serializers.IntegerField()}
             ),
-            **error_responses(401, 403),
+            **error_responses(401, 403, 503),
         },
     )
     def post(self, request):

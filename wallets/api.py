@@ -30,7 +30,7 @@ class TokenObtainApi(APIView):
         request=InputSerializer,
         responses={
             200: inline_serializer("Token", {"token": serializers.CharField()}),
-            **error_responses(400, 401, 413, 415),
+            **error_responses(400, 401, 413, 415, 503),
         },
     )
     def post(self, request):
@@ -53,7 +53,7 @@ class MeApi(APIView):
         coins = serializers.IntegerField(help_text="spendable")
         earnings = serializers.IntegerField(help_text="income as a host, not spendable as coins")
 
-    @extend_schema(responses={200: OutputSerializer, **error_responses(401)})
+    @extend_schema(responses={200: OutputSerializer, **error_responses(401, 503)})
     def get(self, request):
         profile = profile_for_user(request.user)
         return Response(
@@ -103,7 +103,7 @@ class EntryListApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description="from `next` or `previous`")],
-        responses={200: PageSerializer, **error_responses(400, 401)},
+        responses={200: PageSerializer, **error_responses(400, 401, 503)},
     )
     def get(self, request):
         paginator = EntryPagination()

@@ -237,7 +237,7 @@ def carries_unstorable_text(value) -> bool:
 def hits_a_known_bug(case) -> bool:
     """A request that fails for a reason already reported and pinned by an expected-failure test below.
 
-    Sending it would only find the same 500 again and stop the run before it reaches anything new.
+    Sending it would only find the same 5xx again and stop the run before it reaches anything new.
     """
     return (
         connection.vendor == "postgresql"
@@ -348,7 +348,7 @@ def test_unstorable_text_in_a_refused_gift_is_a_coded_4xx(extra, viewer_token, r
             pytest.mark.xfail(
                 strict=True,
                 reason="GiftSendApi passes request.data as the failed delivery's raw_item unchecked: "
-                "PostgreSQL refuses it and the viewer gets 500 / 10005",
+                "PostgreSQL refuses it and the viewer gets 503 / 10005",
             )
         )
     client = APIClient(raise_request_exception=False)
