@@ -17,6 +17,7 @@ from gifts.api import ws_ticket_key
 from gifts.roomhub import room_hub_close
 from gifts.services import GiftRequest, gift_send
 from gifts.tests.factories import RoomFactory, ValueTierFactory, started_game
+from wallets.tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,6 +159,41 @@ async def test_fifty_gifts_of_one_window_arrive_in_one_message_with_contiguous_s
     board = await communicator.receive_json_from(timeout=5)
     assert board["type"] == "leaderboard" and board["seq"] == 50
     assert await communicator.receive_nothing(timeout=0.3)
+    await communicator.disconnect()
+
+
+async def test_a_busy_rooms_leaderboard_is_sent_at_most_once_per_interval_and_its_last_change_arrives(
+    viewer, live_room, rose, monkeypatch
+):
+    monkeypatch.setattr(broadcast, "LEADERBOARD_INTERVAL", 2.0)
+    rival = await database_sync_to_async(ProfileFactory)(user_id="bob", coins=10_000)
+    communicator = await connect(room_path(live_room))
+    await communicator.receive_json_from()
+
+    def burst(sender, count: int, prefix: str) -> None:
+        send_gifts(sender, live_room, rose, count, prefix=prefix)
+        connection.close()
+
+    # when alice sends 5 roses, then bob 10 in the next window
+    first = threading.Thread(target=burst, args=(viewer, 5, "a"))
+    first.start()
+    first.join()
+    messages = await receive_until(communicator, 5)
+    board = await communicator.receive_json_from(timeout=5)
+    assert board["type"] == "leaderboard"
+    assert [(row["user_id"], row["coins"]) for row in board["entries"]] == [("alice", 50)]
+
+    second = threading.Thread(target=burst, args=(rival, 10, "b"))
+    second.start()
+    second.join()
+    messages = await receive_until(communicator, 15)
+
+    # then bob's gifts arrive at once, but the changed board waits for the interval
+    assert delivered_seqs(messages) == list(range(6, 16))
+    assert await communicator.receive_nothing(timeout=0.3)
+    board = await communicator.receive_json_from(timeout=5)
+    assert (board["type"], board["seq"]) == ("leaderboard", 15)
+    assert [(row["user_id"], row["coins"]) for row in board["entries"]] == [("bob", 100), ("alice", 50)]
     await communicator.disconnect()
 
 
