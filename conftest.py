@@ -45,3 +45,29 @@ def room(db):
 @pytest.fixture
 def rose(db):
     return GiftFactory(gift_id="rose", name="Rose", price=10)
+
+
+@pytest.fixture
+async def realtime_reset():
+    """After a websocket test: no room hub, channel layer or cached ticket left bound to its event loop.
+
+    Each test runs on a loop of its own, while a server process has one loop and one channel
+    layer for its life; a Redis layer keeps locks bound to the loop that made them.
+    """
+    yield
+    from channels.db import database_sync_to_async
+    from channels.layers import channel_layers, get_channel_layer
+    from django.core.cache import cache
+    from django.db import connection
+
+    from gifts.roomhub import room_hub_close
+
+    await room_hub_close()
+    layer = get_channel_layer()
+    await layer.flush()
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
+    channel_layers.backends.clear()
+    await database_sync_to_async(cache.clear)()
+    # The worker thread keeps its connection; the test database cannot be dropped under it.
+    await database_sync_to_async(lambda: connection.close())()

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -128,3 +129,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # ParseError, UnsupportedMediaType, MethodNotAllowed, NotAcceptable: all malformed requests.
         return Response(error_body(MalformedRequest.code, str(exc.detail)), status=exc.status_code)
     return None
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's 404 handler: API clients get `{code, message}` like every other refusal."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body(RoomUnavailable.code, "not found"), status=404)
+    return page_not_found(request, exception)

@@ -1,11 +1,14 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from gifting_site.converters import PublicIdConverter
 from gifts import api as gifts_api
 from gifts import server_api
 from gifts import views as gifts_views
 from wallets import api as wallets_api
+
+register_converter(PublicIdConverter, "public_id")
 
 api_patterns = [
     path("auth/token/", wallets_api.TokenObtainApi.as_view(), name="token"),
@@ -13,12 +16,12 @@ api_patterns = [
     path("wallet/entries/", wallets_api.EntryListApi.as_view(), name="wallet-entries"),
     path("gifts/", gifts_api.GiftListApi.as_view(), name="gift-list"),
     path("ws-ticket/", gifts_api.WsTicketApi.as_view(), name="ws-ticket"),
-    path("rooms/<str:room_id>/", gifts_api.RoomDetailApi.as_view(), name="room-detail"),
-    path("rooms/<str:room_id>/gifts/", gifts_api.GiftSendApi.as_view(), name="gift-send"),
-    path("rooms/<str:room_id>/leaderboard/", gifts_api.LeaderboardApi.as_view(), name="leaderboard"),
-    path("rooms/<str:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
-    path("rooms/<str:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
-    path("hosts/<str:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
+    path("rooms/<public_id:room_id>/", gifts_api.RoomDetailApi.as_view(), name="room-detail"),
+    path("rooms/<public_id:room_id>/gifts/", gifts_api.GiftSendApi.as_view(), name="gift-send"),
+    path("rooms/<public_id:room_id>/leaderboard/", gifts_api.LeaderboardApi.as_view(), name="leaderboard"),
+    path("rooms/<public_id:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
+    path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
+    path("hosts/<public_id:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
     path("v1/", server_api.ServerApi.as_view(), name="server-api"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
@@ -28,7 +31,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", gifts_views.room_list, name="room-list"),
-    path("rooms/<str:room_id>/", gifts_views.room_page, name="room-page"),
+    path("rooms/<public_id:room_id>/", gifts_views.room_page, name="room-page"),
     path("login/", gifts_views.ViewerLoginView.as_view(), name="login"),
     path("logout/", gifts_views.ViewerLogoutView.as_view(), name="logout"),
 ]
+
+handler404 = "gifting_site.errors.not_found"

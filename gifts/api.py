@@ -52,6 +52,10 @@ def room_or_404(room_id: str) -> Room:
 class GiftSendThrottle(UserRateThrottle):
     """GIFT_SEND_RATE per user, counted in the shared cache (Redis when REDIS_URL is set).
 
+    DRF's throttle reads a request history and writes it back, so sends arriving together all
+    pass. This one counts each user's sends per fixed window with `add` + `incr`, atomic in
+    Redis, so concurrent sends from any number of processes are counted exactly.
+
     While that cache is unreachable the throttle lets sends through: the database is the
     source of truth and the sender's balance still bounds what they can spend, so gifting
     keeps working through a Redis outage instead of failing every send.
@@ -60,11 +64,24 @@ class GiftSendThrottle(UserRateThrottle):
     scope = "gift_send"
 
     def allow_request(self, request, view) -> bool:
+        if self.rate is None or not request.user.is_authenticated:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        key = f"throttle:{self.scope}:{request.user.pk}:{window}"
         try:
-            return super().allow_request(request, view)
+            self.cache.add(key, 0, timeout=int(self.duration) + 1)
+            count = self.cache.incr(key)
+        except ValueError:  # the key expired between add and incr: this is the window's first send
+            count = 1
         except RedisError as error:
             logger.warning("send throttle skipped, cache unreachable: %s", error)
             return True
+        self.retry_in = (window + 1) * self.duration - now
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return self.retry_in
 
 
 # --- documented shapes (OpenAPI components) -----------------------------------------------------

@@ -10,6 +10,7 @@ never sees a gap or a repeat, except when it asks for a replay itself.
 import asyncio
 import json
 import logging
+import re
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import MalformedRequest
 from gifts.api import ws_ticket_key
 from gifts.models import Room
@@ -230,9 +232,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 # --- reads (run in a worker thread) ---------------------------------------------------------------
 
 
+_PUBLIC_ID = re.compile(PublicIdConverter.regex)
+
+
 @database_sync_to_async
 def _room_exists(room_id: str) -> bool:
-    return Room.objects.filter(room_id=room_id).exists()
+    # An id no URL of ours could carry (a NUL, say) names no room, and the database refuses it.
+    return bool(_PUBLIC_ID.fullmatch(room_id)) and Room.objects.filter(room_id=room_id).exists()
 
 
 @database_sync_to_async

@@ -144,27 +144,7 @@ def json_body(request) -> dict[str, Any]:
         raise MalformedRequest("body: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise MalformedRequest("body: must be a JSON object")
-    _refuse_unstorable_text(data)
     return data
-
-
-def _refuse_unstorable_text(data: Any) -> None:
-    """Refuse NUL characters and lone surrogates anywhere in the body, keys included.
-
-    The raw item is stored with each failed delivery; PostgreSQL cannot store either of
-    them, and a gift must not fail for a reason the caller could have been told up front.
-    """
-    pending = [data]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-        elif isinstance(value, str):
-            if "\x00" in value or any("\ud800" <= char <= "\udfff" for char in value):
-                raise MalformedRequest("body: text contains a NUL character or an invalid surrogate")
 
 
 def validated(serializer_class: type[serializers.Serializer], data: dict[str, Any]) -> dict[str, Any]:

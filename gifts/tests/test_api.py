@@ -392,3 +392,11 @@ def test_a_body_over_the_size_limit_is_a_4xx_with_a_code(viewer, room, rose, cli
     assert 400 <= response.status_code < 500
     assert set(response.json()) == {"code", "message"}
     assert profile_balances(viewer)["coins"] == 10_000
+
+
+@pytest.mark.parametrize("path", ["/api/no-such-thing/", "/api/rooms/a%00b/", "/api/rooms/" + "x" * 65 + "/"])
+def test_an_api_url_that_names_nothing_is_a_coded_404(api_client, db, path):
+    response = api_client.get(path)
+
+    assert response.status_code == 404
+    assert response.json() == {"code": 7200004, "message": "not found"}

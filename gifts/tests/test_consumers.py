@@ -14,25 +14,13 @@ from django.db import connection
 from gifting_site.asgi import application
 from gifts import broadcast, consumers
 from gifts.api import ws_ticket_key
-from gifts.roomhub import room_hub_close
 from gifts.services import GiftRequest, gift_send
 from gifts.tests.factories import RoomFactory, ValueTierFactory, started_game
 from wallets.tests.factories import ProfileFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("realtime_reset")]
 
 ORIGIN = (b"origin", b"http://testserver")
-
-
-@pytest.fixture(autouse=True)
-async def _fresh_hub():
-    yield
-    # Each test runs on its own event loop; leave no hub or merger behind bound to it.
-    await room_hub_close()
-    await get_channel_layer().flush()
-    await database_sync_to_async(cache.clear)()
-    # The worker thread keeps its connection (CONN_MAX_AGE); the test database cannot be dropped under it.
-    await database_sync_to_async(lambda: connection.close())()
 
 
 @pytest.fixture
@@ -342,6 +330,16 @@ async def test_unknown_room_is_refused_with_4404(db):
     assert (error["type"], error["code"]) == ("error", 4404)
     closed = await communicator.receive_output()
     assert closed == {"type": "websocket.close", "code": 4404, "reason": "room no-such-room not found"}
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("room_id", ["a\x00b", "x" * 65])
+async def test_a_room_id_no_room_can_have_is_refused_with_4404(db, room_id):
+    communicator = await connect(f"/ws/rooms/{room_id}/")
+    error = await communicator.receive_json_from()
+    assert (error["type"], error["code"]) == ("error", 4404)
+    closed = await communicator.receive_output()
+    assert (closed["type"], closed["code"]) == ("websocket.close", 4404)
     await communicator.disconnect()
 
 

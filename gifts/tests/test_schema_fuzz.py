@@ -26,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.signals import request_finished, request_started
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 from drf_spectacular.drainage import GENERATOR_STATS
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -225,27 +225,6 @@ def query_reads_differently_on_the_wire(case, response) -> bool:
     return any(len(sent.get(name, [])) != 1 or sent[name] == [""] for name in case.query or {})
 
 
-def carries_unstorable_text(value) -> bool:
-    """NUL or a lone surrogate anywhere, keys included: text PostgreSQL cannot store."""
-    if isinstance(value, dict):
-        return any(carries_unstorable_text(key) or carries_unstorable_text(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(carries_unstorable_text(item) for item in value)
-    return isinstance(value, str) and any(char == "\x00" or "\ud800" <= char <= "\udfff" for char in value)
-
-
-def hits_a_known_bug(case) -> bool:
-    """A request that fails for a reason already reported and pinned by an expected-failure test below.
-
-    Sending it would only find the same 5xx again and stop the run before it reaches anything new.
-    """
-    return (
-        connection.vendor == "postgresql"
-        and case.operation.path == "/api/rooms/{room_id}/gifts/"
-        and carries_unstorable_text(case.body)
-    )
-
-
 # --- the tests ----------------------------------------------------------------------------------
 
 
@@ -258,8 +237,6 @@ def hits_a_known_bug(case) -> bool:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_keeps_its_documented_contract(case, viewer_token):
-    if hits_a_known_bug(case):
-        return  # see test_unstorable_text_in_a_refused_gift_is_a_coded_4xx
     before = records()
     if case.operation.path == SERVER_API:
         # Signed as the demo app, so the body is what gets fuzzed: the signature and its failures
@@ -318,15 +295,7 @@ NUL_PATHS = [
 
 
 @pytest.mark.parametrize(("method", "path"), NUL_PATHS)
-def test_a_nul_character_in_a_path_id_is_a_coded_4xx(method, path, viewer_token, request):
-    if connection.vendor == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="PostgreSQL refuses NUL in a text parameter: the id lookups in gifts/api.py "
-                "(room_or_404, HostGiftWallApi) and gifts/services.py (room_for_gifts) raise DataError, a 500",
-            )
-        )
+def test_a_nul_character_in_a_path_id_is_a_coded_4xx(method, path, viewer_token):
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {viewer_token}")
     before = records()
@@ -339,18 +308,10 @@ def test_a_nul_character_in_a_path_id_is_a_coded_4xx(method, path, viewer_token,
 @pytest.mark.parametrize(
     "extra", [{"note": "a\x00b"}, {"a\x00b": 1}, {"note": "\ud9ac"}], ids=["nul", "nul-key", "surrogate"]
 )
-def test_unstorable_text_in_a_refused_gift_is_a_coded_4xx(extra, viewer_token, request):
+def test_unstorable_text_in_a_refused_gift_is_a_coded_4xx(extra, viewer_token):
     # Found by the fuzzer: a gift refused per gift (here 10004, unknown gift) is queued as a failed
     # delivery with its raw body, which PostgreSQL cannot store when the body holds NUL or a lone
-    # surrogate. The server API refuses such bodies up front (server_api._refuse_unstorable_text).
-    if connection.vendor == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="GiftSendApi passes request.data as the failed delivery's raw_item unchecked: "
-                "PostgreSQL refuses it and the viewer gets 503 / 10005",
-            )
-        )
+    # surrogate. Every JSON body with such text is refused up front (gifting_site.parsers).
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Token {viewer_token}")
     before = records()
