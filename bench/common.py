@@ -140,6 +140,29 @@ class Server:
         return sum(int(line) for line in out.stdout.split()) / 1024
 
 
+def group_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process group (the server and its workers), from /proc."""
+    out = subprocess.run(["ps", "-o", "pid=", "-g", str(pid)], capture_output=True, text=True)
+    return _cpu_seconds(out.stdout.split())
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL process on this machine (all backends)."""
+    out = subprocess.run(["ps", "-o", "pid=", "-C", "postgres"], capture_output=True, text=True)
+    return _cpu_seconds(out.stdout.split())
+
+
+def _cpu_seconds(pids: list[str]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def http_get_status(port: int, path: str) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())

@@ -88,6 +88,7 @@ from common import (  # noqa: E402
     Server,
     database_drop,
     database_recreate,
+    group_cpu_seconds,
     machine,
     percentile,
     seed,
@@ -342,19 +343,6 @@ def read_json_line(process: subprocess.Popen, deadline: float, what: str) -> dic
 def group_rss_mb(pid: int) -> float:
     out = subprocess.run(["ps", "-o", "rss=", "-g", str(pid)], capture_output=True, text=True)
     return sum(int(line) for line in out.stdout.split()) / 1024
-
-
-def group_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process group (the server and its workers), from /proc."""
-    out = subprocess.run(["ps", "-o", "pid=", "-g", str(pid)], capture_output=True, text=True)
-    ticks = 0
-    for member in out.stdout.split():
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -38,7 +38,9 @@ from common import (  # noqa: E402
     Server,
     database_drop,
     database_recreate,
+    group_cpu_seconds,
     machine,
+    postgres_cpu_seconds,
     seed,
     server_env,
 )
@@ -57,6 +59,16 @@ def pgbench_tps(clients: int, seconds: int) -> float:
     if match is None:
         raise RuntimeError(f"pgbench printed no tps:\n{out}")
     return float(match.group(1))
+
+
+def load_measured(server: Server, seed_file: Path, mode: str, clients: int, seconds: int, tag: str) -> dict:
+    """`load`, plus the CPU the server and PostgreSQL spent per delivered gift."""
+    server_before, postgres_before = group_cpu_seconds(server.process.pid), postgres_cpu_seconds()
+    result = load(seed_file, mode, clients, seconds, tag)
+    gifts = max(result["gifts_per_s"] * seconds, 1)
+    result["server_cpu_ms"] = (group_cpu_seconds(server.process.pid) - server_before) / gifts * 1000
+    result["postgres_cpu_ms"] = (postgres_cpu_seconds() - postgres_before) / gifts * 1000
+    return result
 
 
 def load(seed_file: Path, mode: str, clients: int, seconds: int, tag: str) -> dict:
@@ -125,12 +137,17 @@ def main() -> None:
             tps = pgbench_tps(clients, args.seconds)
             row = {"clients": clients, "pgbench_tps": tps}
             for mode in args.modes:
-                result = load(seed_file, mode, clients, args.seconds, f"{mode}-{clients}-{time.time_ns()}")
+                result = load_measured(
+                    server, seed_file, mode, clients, args.seconds, f"{mode}-{clients}-{time.time_ns()}"
+                )
                 row[mode] = result
                 errors = {status: n for status, n in result["statuses"].items() if status not in ("201", "batch-ok")}
                 print(
                     f"  {clients:>3} clients {mode:<6} {result['gifts_per_s']:>8.1f} gifts/s  "
-                    f"p50 {result['p50_ms']:>6.1f} ms  p99 {result['p99_ms']:>7.1f} ms  errors {errors or 0}",
+                    f"p50 {result['p50_ms']:>6.1f} ms  p99 {result['p99_ms']:>7.1f} ms  "
+                    f"CPU/gift: server {result['server_cpu_ms']:.2f} ms, "
+                    f"PostgreSQL {result['postgres_cpu_ms']:.2f} ms  "
+                    f"errors {errors or 0}",
                     flush=True,
                 )
             print(f"  {clients:>3} clients pgbench {tps:>7.1f} tps", flush=True)
@@ -142,7 +159,10 @@ def main() -> None:
         database_drop(PGBENCH_DATABASE)
 
     print()
-    header = "| clients | pgbench tps | mode | gifts/s | p50 ms | p99 ms | gifts/s ÷ pgbench tps | vs spread |"
+    header = (
+        "| clients | pgbench tps | mode | gifts/s | p50 ms | p99 ms | server CPU ms/gift | PostgreSQL CPU ms/gift "
+        "| gifts/s ÷ pgbench tps | vs spread |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
@@ -153,7 +173,8 @@ def main() -> None:
             versus = f"{result['gifts_per_s'] / spread:.2f}" if spread and mode != "spread" else "-"
             print(
                 f"| {row['clients']} | {row['pgbench_tps']:.0f} | {mode} | {result['gifts_per_s']:.0f} | "
-                f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {ratio:.2f} | {versus} |"
+                f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['server_cpu_ms']:.2f} | "
+                f"{result['postgres_cpu_ms']:.2f} | {ratio:.2f} | {versus} |"
             )
     print(f"\nserver RSS at the end: {rss:.0f} MB")
 

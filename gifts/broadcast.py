@@ -4,10 +4,9 @@ The merger lives in every ASGI server process, on that process's event loop, and
 gifts that process committed. `transaction.on_commit` runs in the thread that committed (a
 sync view runs in a worker thread under ASGI), so the event is handed to the loop with
 `call_soon_threadsafe`. A room's first event arms one timer; when it fires, the room gets one
-`gifts` message with everything queued meanwhile. Its top 10 is read and, if it changed, sent
-as a `leaderboard` message at most once a second per room (the last change always goes out):
-in a busy room the board changes nearly every window, and sending it that often would double
-what every viewer receives for little a person can see. Nothing runs for a quiet room.
+`gifts` message with everything queued meanwhile. Nothing runs for a quiet room. Leaderboards
+are not published here: the processes that have viewers in a room read it (gifts.roomhub), so
+a room nobody watches costs no leaderboard read at all.
 
 Where no server loop runs (a management command, WSGI, a plain test), the event is sent at
 once, unmerged. Receivers order and de-duplicate by seq either way (see gifts.roomhub).
@@ -23,18 +22,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from gifts.models import Room
-from rankings.models import RankingEntry
-from rankings.selectors import leaderboard_top
-
 logger = logging.getLogger(__name__)
 
-LEADERBOARD_SIZE = 10
-LEADERBOARD_INTERVAL = 1.0  # seconds between two leaderboard messages of one room
 # Channel-layer group names allow only these characters and must stay under 100 of them.
 _GROUP_SAFE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
@@ -71,10 +63,6 @@ class RoomMerger:
         self.thread_id = threading.get_ident()
         self.window = settings.GIFT_MERGE_WINDOW_MS / 1000
         self.pending: dict[str, list[dict[str, Any]]] = {}
-        self.boards: dict[str, list[dict[str, Any]]] = {}
-        self.board_next: dict[str, float] = {}  # loop time before which a room's board waits
-        self.board_waiting: set[str] = set()  # rooms with a board read already scheduled
-        self.published_seq: dict[str, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
     def add(self, room_id: str, payload: dict[str, Any]) -> None:
@@ -92,7 +80,7 @@ class RoomMerger:
         events = self.pending.pop(room_id, [])
         if events:
             events.sort(key=lambda event: event["seq"])
-            self._spawn(self._publish_gifts, room_id, events)
+            self._spawn(self._publish, room_id, {"type": "room.gifts", "room_id": room_id, "events": events})
 
     def _spawn(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
         task = self.loop.create_task(func(*args))
@@ -103,47 +91,8 @@ class RoomMerger:
         try:
             await get_channel_layer().group_send(room_group(room_id), message)
         except Exception:
-            # Viewers notice the gap at the next event or leaderboard and replay it from the database.
+            # The receiving hubs notice the gap and read the missing events from the database.
             logger.exception("could not publish %s to room %s", message["type"], room_id)
-
-    async def _publish_gifts(self, room_id: str, events: list[dict[str, Any]]) -> None:
-        await self._publish(room_id, {"type": "room.gifts", "room_id": room_id, "events": events})
-        self.published_seq[room_id] = max(events[-1]["seq"], self.published_seq.get(room_id, 0))
-        if room_id in self.board_waiting:
-            return
-        delay = self.board_next.get(room_id, 0.0) - self.loop.time()
-        if delay <= 0:
-            await self._publish_board(room_id)
-        else:
-            self.board_waiting.add(room_id)
-            self.loop.call_later(delay, self._spawn, self._publish_board, room_id)
-
-    async def _publish_board(self, room_id: str) -> None:
-        self.board_waiting.discard(room_id)
-        self.board_next[room_id] = self.loop.time() + LEADERBOARD_INTERVAL
-        try:
-            board = await database_sync_to_async(live_top)(room_id)
-        except Exception:
-            logger.exception("could not read the leaderboard of room %s", room_id)
-            return
-        if board is None or board == self.boards.get(room_id):
-            return
-        self.boards[room_id] = board
-        message = {
-            "type": "room.leaderboard",
-            "room_id": room_id,
-            "seq": self.published_seq[room_id],
-            "period": RankingEntry.Period.LIVE,
-            "entries": board,
-        }
-        await self._publish(room_id, message)
-
-
-def live_top(room_id: str) -> list[dict[str, Any]] | None:
-    room = Room.objects.filter(room_id=room_id).first()
-    if room is None:
-        return None
-    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LEADERBOARD_SIZE)
 
 
 _merger: RoomMerger | None = None

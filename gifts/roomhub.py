@@ -8,6 +8,12 @@ Several processes merge and publish independently, so a room's batches can arriv
 order, or not at all (a Redis hiccup). The hub puts events back in seq order and releases
 only contiguous runs. A missing seq is waited for one merge window, then read from the
 database, where it already is: events are committed before they are published.
+
+After releasing gifts the hub reads the room's live top 10 and sends it as a `leaderboard`
+message if it changed, at most once a second per room (the last change always goes out). In
+a busy room the board changes nearly every window; sending it that often would double what
+every viewer receives for little a person can see. Only processes with viewers in a room
+read its board, so a room nobody watches costs no read.
 """
 
 import asyncio
@@ -23,12 +29,16 @@ from django.conf import settings
 from gifts import broadcast
 from gifts.models import Room
 from gifts.selectors import REPLAY_LIMIT, events_after
+from rankings.models import RankingEntry
+from rankings.selectors import leaderboard_top
 
 logger = logging.getLogger(__name__)
 
 # channels-redis forgets group members after a day (`group_expiry`); rejoin well before that.
 GROUP_REFRESH_SECONDS = 3600
 RECOVER_DELAY_SECONDS = 1.0
+LEADERBOARD_SIZE = 10
+LEADERBOARD_INTERVAL = 1.0  # seconds between two leaderboard messages of one room
 
 
 def dumps(message: dict[str, Any]) -> str:
@@ -80,9 +90,11 @@ class RoomFeed:
     sockets: set[Socket] = field(default_factory=set)
     released: int | None = None  # highest seq handed to the sockets; None until the first baseline
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
-    boards: list[dict[str, Any]] = field(default_factory=list)  # leaderboards ahead of `released`
     gap_timer: asyncio.TimerHandle | None = None
     filling: bool = False
+    board: list[dict[str, Any]] | None = None  # the top 10 last sent
+    board_next: float = 0.0  # loop time before which the next board read waits
+    board_scheduled: bool = False
 
 
 class RoomHub:
@@ -177,10 +189,6 @@ class RoomHub:
                 if feed.released is None or event["seq"] > feed.released:
                     feed.pending[event["seq"]] = event
             self._release(feed)
-        elif kind == "room.leaderboard":
-            board = {key: message[key] for key in ("room_id", "seq", "period", "entries")}
-            feed.boards.append({"type": "leaderboard", **board})
-            self._release(feed)
         elif kind == "room.game":
             text = dumps({"type": "game", "room_id": feed.room_id, "game": message["game"]})
             for socket in list(feed.sockets):
@@ -197,25 +205,50 @@ class RoomHub:
             batch = Batch.of(feed.room_id, run)
             for socket in list(feed.sockets):
                 socket.offer_batch(batch)
-        # A leaderboard goes out once the events it counts have; only the newest is worth sending.
-        ready = [board for board in feed.boards if board["seq"] <= feed.released]
-        if ready:
-            feed.boards = [board for board in feed.boards if board["seq"] > feed.released]
-            text = dumps(max(ready, key=lambda board: board["seq"]))
-            for socket in list(feed.sockets):
-                socket.offer_text(text)
+            self._board_soon(feed)
 
-        waiting = bool(feed.pending or feed.boards)
-        if waiting and feed.gap_timer is None and not feed.filling:
+        if feed.pending and feed.gap_timer is None and not feed.filling:
             feed.gap_timer = self.loop.call_later(self.gap_wait, self._gap_expired, feed)
-        elif not waiting and feed.gap_timer is not None:
+        elif not feed.pending and feed.gap_timer is not None:
             feed.gap_timer.cancel()
             feed.gap_timer = None
 
+    def _board_soon(self, feed: RoomFeed) -> None:
+        if feed.board_scheduled:
+            return
+        feed.board_scheduled = True
+        delay = max(0.0, feed.board_next - self.loop.time())
+        self.loop.call_later(delay, self._spawn_if_watched, feed, self._board_send)
+
+    async def _board_send(self, feed: RoomFeed) -> None:
+        feed.board_scheduled = False
+        feed.board_next = self.loop.time() + LEADERBOARD_INTERVAL
+        try:
+            board = await database_sync_to_async(_live_top)(feed.room_id)
+        except Exception:
+            logger.exception("room %s: could not read the leaderboard", feed.room_id)
+            return
+        if board is None or board == feed.board:
+            return
+        feed.board = board
+        message = {
+            "type": "leaderboard",
+            "room_id": feed.room_id,
+            "seq": feed.released,
+            "period": RankingEntry.Period.LIVE,
+            "entries": board,
+        }
+        text = dumps(message)
+        for socket in list(feed.sockets):
+            socket.offer_text(text)
+
+    def _spawn_if_watched(self, feed: RoomFeed, coroutine_function: Any) -> None:
+        if self.rooms.get(feed.room_id) is feed:
+            self._spawn(coroutine_function(feed))
+
     def _gap_expired(self, feed: RoomFeed) -> None:
         feed.gap_timer = None
-        if self.rooms.get(feed.room_id) is feed:
-            self._spawn(self._fill(feed))
+        self._spawn_if_watched(feed, self._fill)
 
     async def _fill(self, feed: RoomFeed, *, to_latest: bool = False) -> None:
         """Read the missing seqs from the database: once per process, not once per viewer."""
@@ -224,8 +257,7 @@ class RoomHub:
         feed.filling = True
         try:
             while True:
-                known = [*feed.pending, *(board["seq"] for board in feed.boards)]
-                target = max(known, default=feed.released)
+                target = max(feed.pending, default=feed.released)
                 if target <= feed.released and not to_latest:
                     break
                 events = await database_sync_to_async(_room_events)(
@@ -238,7 +270,6 @@ class RoomHub:
                             "room %s: seqs %s..%s are not in the database", feed.room_id, feed.released + 1, target
                         )
                         feed.released = min(feed.pending, default=target + 1) - 1
-                        feed.boards = [board for board in feed.boards if board["seq"] > feed.released]
                         self._release(feed)
                         continue
                     break
@@ -246,7 +277,7 @@ class RoomHub:
                     if event["seq"] > feed.released:
                         feed.pending[event["seq"]] = event
                 self._release(feed)
-                if len(events) < REPLAY_LIMIT and not feed.pending and not feed.boards:
+                if len(events) < REPLAY_LIMIT and not feed.pending:
                     break
         except Exception:
             logger.exception("room %s: could not read missing events", feed.room_id)
@@ -277,6 +308,13 @@ class RoomHub:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+
+def _live_top(room_id: str) -> list[dict[str, Any]] | None:
+    room = Room.objects.filter(room_id=room_id).first()
+    if room is None:
+        return None
+    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LEADERBOARD_SIZE)
 
 
 def _room_events(room_id: str, since: int, until: int | None) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from gifting_site.asgi import application
-from gifts import broadcast, consumers
+from gifts import broadcast, consumers, roomhub
 from gifts.api import ws_ticket_key
 from gifts.services import GiftRequest, gift_send
 from gifts.tests.factories import RoomFactory, ValueTierFactory, started_game
@@ -153,7 +153,7 @@ async def test_fifty_gifts_of_one_window_arrive_in_one_message_with_contiguous_s
 async def test_a_busy_rooms_leaderboard_is_sent_at_most_once_per_interval_and_its_last_change_arrives(
     viewer, live_room, rose, monkeypatch
 ):
-    monkeypatch.setattr(broadcast, "LEADERBOARD_INTERVAL", 2.0)
+    monkeypatch.setattr(roomhub, "LEADERBOARD_INTERVAL", 2.0)
     rival = await database_sync_to_async(ProfileFactory)(user_id="bob", coins=10_000)
     communicator = await connect(room_path(live_room))
     await communicator.receive_json_from()
@@ -284,9 +284,11 @@ async def test_batches_arriving_out_of_order_are_delivered_in_seq_order(viewer, 
     layer, group = get_channel_layer(), broadcast.room_group(live_room.room_id)
     for events in (published[2:], published[:2]):
         await layer.group_send(group, {"type": "room.gifts", "room_id": live_room.room_id, "events": events})
-    # then the viewer gets 1..4 once each, in order
+    # then the viewer gets 1..4 once each, in order, and the leaderboard they made
     messages = await receive_until(communicator, 4)
     assert delivered_seqs(messages) == [1, 2, 3, 4]
+    board = await communicator.receive_json_from(timeout=5)
+    assert (board["type"], board["seq"]) == ("leaderboard", 4)
     assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
 
