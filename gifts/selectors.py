@@ -61,9 +61,9 @@ def active_gifts() -> QuerySet[Gift]:
 
 
 def room_game_session(room: Room) -> GameSession | None:
-    return (
-        GameSession.objects.select_related("mini_game").filter(room=room).exclude(state=GameSession.State.ENDED).first()
-    )
+    # At most one session per room is not ended (a constraint), so no ordering is needed.
+    sessions = GameSession.objects.select_related("mini_game").filter(room=room).exclude(state=GameSession.State.ENDED)
+    return next(iter(sessions[:1]), None)
 
 
 def room_detail(room: Room) -> dict[str, Any]:
