@@ -1,15 +1,15 @@
-"""After a commit, tell the room's viewers: each room's events are merged per window and sent once.
+"""After a commit, hand the room's gift events to every server process watching the room.
 
-The merger lives in every ASGI server process, on that process's event loop, and merges the
-gifts that process committed. `transaction.on_commit` runs in the thread that committed (a
-sync view runs in a worker thread under ASGI), so the event is handed to the loop with
-`call_soon_threadsafe`. A room's first event arms one timer; when it fires, the room gets one
-`gifts` message with everything queued meanwhile. Nothing runs for a quiet room. Leaderboards
-are not published here: the processes that have viewers in a room read it (gifts.roomhub), so
-a room nobody watches costs no leaderboard read at all.
+The publisher lives in every ASGI server process, on that process's event loop.
+`transaction.on_commit` runs in the thread that committed (a sync view runs in a worker
+thread under ASGI), so the event is handed to the loop with `call_soon_threadsafe`. Events
+committed while the loop was busy go out together in one channel-layer message per room on
+the loop's next turn, without waiting: the merge window is applied once, where the viewers
+are (gifts.roomhub), so a viewer gets one `gifts` message per window however many
+processes committed the room's gifts. Nothing runs for a quiet room.
 
 Where no server loop runs (a management command, WSGI, a plain test), the event is sent at
-once, unmerged. Receivers order and de-duplicate by seq either way (see gifts.roomhub).
+once. Receivers order and de-duplicate by seq either way (see gifts.roomhub).
 """
 
 import asyncio
@@ -23,7 +23,6 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def room_group(room_id: str) -> str:
 
 
 def gift_event_committed(room_id: str, payload: dict[str, Any]) -> None:
-    """Queue a committed gift event for its room's next merged `gifts` message."""
+    """Publish a committed gift event to the room's watchers, with others committed meanwhile."""
     if _hand_to_merger(lambda merger: merger.add(room_id, payload)):
         return
     _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": [payload]})
@@ -52,16 +51,15 @@ def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
     _send_now(room_id, message)
 
 
-# --- the per-process merger ---------------------------------------------------------------------
+# --- the per-process publisher ------------------------------------------------------------------
 
 
 class RoomMerger:
-    """Pending events per room, flushed once per merge window. Used only on its loop's thread."""
+    """Events per room waiting for the loop's next turn. Used only on its loop's thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.thread_id = threading.get_ident()
-        self.window = settings.GIFT_MERGE_WINDOW_MS / 1000
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -71,7 +69,8 @@ class RoomMerger:
             queued.append(payload)
             return
         self.pending[room_id] = [payload]
-        self.loop.call_later(self.window, self._flush, room_id)
+        # Not a timer: whatever else commits before the loop comes round joins this message.
+        self.loop.call_soon(self._flush, room_id)
 
     def publish_soon(self, room_id: str, message: dict[str, Any]) -> None:
         self._spawn(self._publish, room_id, message)

@@ -4,10 +4,14 @@ A room update costs the channel layer one message per server process, not one pe
 the hub reads ONE channel for the whole process, joins a room's group while the process has
 viewers in that room, and hands each update to its own sockets, serialized once.
 
-Several processes merge and publish independently, so a room's batches can arrive out of
-order, or not at all (a Redis hiccup). The hub puts events back in seq order and releases
-only contiguous runs. A missing seq is waited for one merge window, then read from the
-database, where it already is: events are committed before they are published.
+Several processes publish independently, so a room's events can arrive out of order, or not
+at all (a Redis hiccup). The hub puts events back in seq order and releases only contiguous
+runs. A missing seq is waited for one merge window, then read from the database, where it
+already is: events are committed before they are published.
+
+This is where the merge window applies: the first event released in a quiet room arms one
+timer of GIFT_MERGE_WINDOW_MS, and when it fires the room's sockets get everything released
+meanwhile as ONE `gifts` message, whichever processes committed it.
 
 After releasing gifts the hub reads the room's live top 10 and sends it as a `leaderboard`
 message if it changed, at most once a second per room (the last change always goes out). In
@@ -92,6 +96,8 @@ class RoomFeed:
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
     gap_timer: asyncio.TimerHandle | None = None
     filling: bool = False
+    outgoing: list[dict[str, Any]] = field(default_factory=list)  # released, waiting for the window
+    flush_timer: asyncio.TimerHandle | None = None
     board: list[dict[str, Any]] | None = None  # the top 10 last sent
     board_next: float = 0.0  # loop time before which the next board read waits
     board_scheduled: bool = False
@@ -103,7 +109,8 @@ class RoomHub:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.layer = get_channel_layer()
-        self.gap_wait = settings.GIFT_MERGE_WINDOW_MS / 1000
+        self.window = settings.GIFT_MERGE_WINDOW_MS / 1000
+        self.gap_wait = self.window
         self.channel_name: str | None = None
         self.rooms: dict[str, RoomFeed] = {}
         self.membership = asyncio.Lock()
@@ -135,8 +142,9 @@ class RoomHub:
             if feed.sockets:
                 return
             del self.rooms[room_id]
-            if feed.gap_timer is not None:
-                feed.gap_timer.cancel()
+            for timer in (feed.gap_timer, feed.flush_timer):
+                if timer is not None:
+                    timer.cancel()
             await self.layer.group_discard(broadcast.room_group(room_id), self.channel_name)
 
     def baseline(self, room_id: str, seq: int) -> None:
@@ -152,8 +160,9 @@ class RoomHub:
         for task in list(self.tasks):
             task.cancel()
         for feed in self.rooms.values():
-            if feed.gap_timer is not None:
-                feed.gap_timer.cancel()
+            for timer in (feed.gap_timer, feed.flush_timer):
+                if timer is not None:
+                    timer.cancel()
         if self.channel_name is not None:
             for room_id in list(self.rooms):
                 await self.layer.group_discard(broadcast.room_group(room_id), self.channel_name)
@@ -202,16 +211,26 @@ class RoomHub:
             feed.released += 1
             run.append(feed.pending.pop(feed.released))
         if run:
-            batch = Batch.of(feed.room_id, run)
-            for socket in list(feed.sockets):
-                socket.offer_batch(batch)
-            self._board_soon(feed)
+            feed.outgoing.extend(run)
+            if feed.flush_timer is None:
+                feed.flush_timer = self.loop.call_later(self.window, self._flush, feed)
 
         if feed.pending and feed.gap_timer is None and not feed.filling:
             feed.gap_timer = self.loop.call_later(self.gap_wait, self._gap_expired, feed)
         elif not feed.pending and feed.gap_timer is not None:
             feed.gap_timer.cancel()
             feed.gap_timer = None
+
+    def _flush(self, feed: RoomFeed) -> None:
+        """The merge window closed: one `gifts` message with everything released in it."""
+        feed.flush_timer = None
+        if not feed.outgoing:
+            return
+        batch = Batch.of(feed.room_id, feed.outgoing)
+        feed.outgoing = []
+        for socket in list(feed.sockets):
+            socket.offer_batch(batch)
+        self._board_soon(feed)
 
     def _board_soon(self, feed: RoomFeed) -> None:
         if feed.board_scheduled:
