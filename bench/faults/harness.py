@@ -649,6 +649,26 @@ async def viewers_check(
         )
 
 
+async def viewers_watching(run: FaultRun) -> list[Viewer]:
+    """One connected websocket viewer per seeded room."""
+    viewers = [Viewer(run.port, room) for room in run.seed["rooms"]]
+    for viewer in viewers:
+        viewer.start()
+    await asyncio.wait_for(asyncio.gather(*(viewer.connected.wait() for viewer in viewers)), 15)
+    return viewers
+
+
+async def closing_checks(
+    report: Report, run: FaultRun, load: GiftLoad, viewers: list[Viewer], *, when: str = ""
+) -> None:
+    """What every scenario ends on: the ledger, the acknowledged gifts, and every viewer's events."""
+    ledger_check(report, run)
+    events = gifts_check(report, run, load)
+    await viewers_check(report, viewers, events, timeout=20, when=when)
+    for viewer in viewers:
+        await viewer.stop()
+
+
 def failed_answers_check(report: Report, load: GiftLoad, *, allowed_5xx: tuple[int, ...], name: str) -> None:
     """Every refusal must be JSON with a code; a 5xx only with one of the statuses this fault may cause."""
     refusals = [answer for answer in load.answers if answer.status and not answer.acknowledged]

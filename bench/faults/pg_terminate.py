@@ -14,11 +14,9 @@ from faults.harness import (
     FaultRun,
     GiftLoad,
     Report,
-    Viewer,
+    closing_checks,
     failed_answers_check,
-    gifts_check,
-    ledger_check,
-    viewers_check,
+    viewers_watching,
 )
 
 NAME = "pg-terminate"
@@ -42,10 +40,7 @@ def terminate_backends(run: FaultRun, seconds: float) -> tuple[int, int]:
 
 
 async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: float) -> None:
-    viewers = [Viewer(run.port, room) for room in run.seed["rooms"]]
-    for viewer in viewers:
-        viewer.start()
-    await asyncio.wait_for(asyncio.gather(*(viewer.connected.wait() for viewer in viewers)), 15)
+    viewers = await viewers_watching(run)
 
     load = GiftLoad(run.port, run.seed, clients=clients, tag="pgterm")
     load.phase = "before"
@@ -68,11 +63,7 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
         f"answers while terminating {dict(load.statuses('terminating'))}, slowest {slowest:.1f} s",
     )
     failed_answers_check(report, load, allowed_5xx=(503,), name="failed requests answer a coded 503")
-    ledger_check(report, run)
-    events = gifts_check(report, run, load)
-    await viewers_check(report, viewers, events, timeout=20)
-    for viewer in viewers:
-        await viewer.stop()
+    await closing_checks(report, run, load, viewers)
 
 
 def run(report: Report, *, clients: int, seconds: float) -> None:

@@ -13,22 +13,18 @@ from faults.harness import (
     FaultRun,
     GiftLoad,
     Report,
-    Viewer,
+    closing_checks,
     failed_answers_check,
-    gifts_check,
-    ledger_check,
     stored_events,
     viewers_check,
+    viewers_watching,
 )
 
 NAME = "redis-outage"
 
 
 async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: float) -> None:
-    viewers = [Viewer(run.port, room) for room in run.seed["rooms"]]
-    for viewer in viewers:
-        viewer.start()
-    await asyncio.wait_for(asyncio.gather(*(viewer.connected.wait() for viewer in viewers)), 15)
+    viewers = await viewers_watching(run)
 
     load = GiftLoad(run.port, run.seed, clients=clients, tag="redis")
     load.phase = "before"
@@ -69,11 +65,7 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
     await load.stop()
     report.note(f"after Redis came back: {dict(load.statuses('redis-back'))}")
     failed_answers_check(report, load, allowed_5xx=(503,), name="refusals are clear (JSON code, 503 at worst)")
-    ledger_check(report, run)
-    events = gifts_check(report, run, load)
-    await viewers_check(report, viewers, events, timeout=20, when=" to the end")
-    for viewer in viewers:
-        await viewer.stop()
+    await closing_checks(report, run, load, viewers, when=" to the end")
 
 
 def run(report: Report, *, clients: int, seconds: float) -> None:

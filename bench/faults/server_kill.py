@@ -11,11 +11,9 @@ from faults.harness import (
     FaultRun,
     GiftLoad,
     Report,
-    Viewer,
+    closing_checks,
     failed_answers_check,
-    gifts_check,
-    ledger_check,
-    viewers_check,
+    viewers_watching,
 )
 
 NAME = "server-kill"
@@ -23,10 +21,7 @@ NAME = "server-kill"
 
 async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: float, kills: int = 2) -> None:
     assert run.server is not None
-    viewers = [Viewer(run.port, room) for room in run.seed["rooms"]]
-    for viewer in viewers:
-        viewer.start()
-    await asyncio.wait_for(asyncio.gather(*(viewer.connected.wait() for viewer in viewers)), 15)
+    viewers = await viewers_watching(run)
 
     load = GiftLoad(run.port, run.seed, clients=clients, tag="kill")
     load.phase = "before"
@@ -61,11 +56,7 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
         f"{len(retried) - replayed - applied_later} never settled",
     )
     failed_answers_check(report, load, allowed_5xx=(), name="no server error after the restart")
-    ledger_check(report, run)
-    events = gifts_check(report, run, load)
-    await viewers_check(report, viewers, events, timeout=20)
-    for viewer in viewers:
-        await viewer.stop()
+    await closing_checks(report, run, load, viewers)
 
 
 def run(report: Report, *, clients: int, seconds: float) -> None:
