@@ -10,8 +10,10 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from redis.exceptions import RedisError
 from rest_framework import exceptions as drf
+from rest_framework import serializers
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,37 @@ class ServiceUnavailable(RequestError):
 
 def error_body(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+# --- how refusals are documented in the OpenAPI schema -------------------------------------------
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """Every refusal, from both viewer APIs: a SPEC section 3 result code and a readable reason."""
+
+    code = serializers.IntegerField(help_text="7200001 auth, 7200003 malformed, 7200004 room, 10003-10008 per gift")
+    message = serializers.CharField(help_text="what was refused and why, naming the field")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "malformed request (7200003): the message names the field",
+    401: "missing or bad token (7200001)",
+    403: "refused: a session without its CSRF token (7200001)",
+    404: "not found (7200004 room or person, 7202001 game, 10004 gift or Value tier)",
+    409: "MsgId in flight (10006) or reused for a different gift (10008)",
+    413: "request body over 1 MiB (7200003)",
+    415: "body is not JSON (7200003)",
+    422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance)",
+    429: "rate limited (7200005)",
+    503: "database or Redis unavailable, or an unexpected error (10005): nothing changed, retry as is",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {
+        status: OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in statuses
+    }
 
 
 def describe_validation_error(detail: Any, prefix: str = "") -> str:

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from gifting_site.errors import RoomUnavailable, error_body
+from gifting_site.errors import RoomUnavailable, error_body, error_responses
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
 from gifts.models import FailedDelivery, GameSession, Room
@@ -86,34 +86,6 @@ class GiftSendThrottle(UserRateThrottle):
 
 # --- documented shapes (OpenAPI components) -----------------------------------------------------
 # The views answer with the payloads of `gifts.selectors`; these serializers only describe them.
-
-
-@extend_schema_serializer(component_name="Error")
-class ErrorSerializer(serializers.Serializer):
-    """Every refusal, from both viewer APIs: a SPEC section 3 result code and a readable reason."""
-
-    code = serializers.IntegerField(help_text="7200001 auth, 7200003 malformed, 7200004 room, 10003-10008 per gift")
-    message = serializers.CharField(help_text="what was refused and why, naming the field")
-
-
-ERROR_DESCRIPTIONS = {
-    400: "malformed request (7200003): the message names the field",
-    401: "missing or bad token (7200001)",
-    403: "refused: a session without its CSRF token (7200001)",
-    404: "not found (7200004 room or person, 7202001 game, 10004 gift or Value tier)",
-    409: "MsgId in flight (10006) or reused for a different gift (10008)",
-    413: "request body over 1 MiB (7200003)",
-    415: "body is not JSON (7200003)",
-    422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance)",
-    429: "rate limited (7200005)",
-    503: "database or Redis unavailable, or an unexpected error (10005): nothing changed, retry as is",
-}
-
-
-def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {
-        status: OpenApiResponse(response=ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in statuses
-    }
 
 
 # Path parameters, with the demo data's ids (`seed_demo`) as examples to try in the docs.

@@ -10,9 +10,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gifting_site.errors import AuthenticationFailed, MalformedRequest
+from gifting_site.errors import AuthenticationFailed, MalformedRequest, error_responses
 from gifting_site.fields import StrictCharField
-from gifts.api import error_responses
 from wallets import selectors
 from wallets.services import profile_for_user
 
