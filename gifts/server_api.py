@@ -362,6 +362,10 @@ class ServerApi(APIView):
             ) from None
         return {"UserId": profile.user_id, "Balance": coins_account(profile).balance}
 
+    def options(self, request, *args, **kwargs):
+        """Not DRF's metadata: a business server gets ZEGO's shape whatever it sends."""
+        return answer(secrets.token_hex(12), MalformedRequest.code, "method OPTIONS not allowed; use POST")
+
     def handle_exception(self, exc):
         """Anything DRF refuses before `post` runs (e.g. a GET) still gets a ZEGO-shaped answer."""
         if isinstance(exc, drf.APIException):
