@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -72,13 +71,22 @@ def server_database_url(tmp_path: Path, env: dict[str, str]) -> str:
                 capture_output=True,
             )
         return url
-    # PostgreSQL: the test database itself, which this transactional test commits to.
-    call_command("seed_demo", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    # PostgreSQL: the test database itself, which this transactional test commits to. Seeded by
+    # the server's own settings, not this process's: the suite hashes passwords with a fast
+    # test-only hasher that the server would not accept at sign-in.
     db = connection.settings_dict
     auth = quote(db["USER"] or "", safe="")
     if db["PASSWORD"]:
         auth += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    subprocess.run(
+        [sys.executable, "manage.py", "seed_demo"],
+        cwd=BASE_DIR,
+        env={**env, "DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    return url
 
 
 @pytest.fixture
