@@ -1,8 +1,9 @@
-"""One Redis connection pool per server process for the Django cache."""
+"""The Django cache as the server processes share it: one Redis pool per process, atomic counters."""
 
 import threading
 
 import redis
+from django.core.cache import cache
 
 
 class ProcessWideConnectionPool(redis.ConnectionPool):
@@ -24,3 +25,17 @@ class ProcessWideConnectionPool(redis.ConnectionPool):
             if pool is None:
                 pool = cls._pools[key] = redis.ConnectionPool.from_url(url, **kwargs)
         return pool
+
+
+def window_count(key: str, *, timeout: int) -> int:
+    """Count one more event under `key` (one key per fixed time window) and return the count.
+
+    `add` then `incr` are both atomic in Redis, so concurrent processes count exactly; the key
+    expires `timeout` seconds after the window began.
+    """
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # the key expired between add and incr: this is the window's first event
+        cache.add(key, 1, timeout=timeout)
+        return 1

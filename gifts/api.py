@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from gifting_site.cache import window_count
 from gifting_site.errors import RoomUnavailable, error_body, error_responses
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
@@ -53,8 +54,8 @@ class GiftSendThrottle(UserRateThrottle):
     """GIFT_SEND_RATE per user, counted in the shared cache (Redis when REDIS_URL is set).
 
     DRF's throttle reads a request history and writes it back, so sends arriving together all
-    pass. This one counts each user's sends per fixed window with `add` + `incr`, atomic in
-    Redis, so concurrent sends from any number of processes are counted exactly.
+    pass. This one counts each user's sends per fixed window with `window_count`, so concurrent
+    sends from any number of processes are counted exactly.
 
     While that cache is unreachable the throttle lets sends through: the database is the
     source of truth and the sender's balance still bounds what they can spend, so gifting
@@ -70,10 +71,7 @@ class GiftSendThrottle(UserRateThrottle):
         window = int(now // self.duration)
         key = f"throttle:{self.scope}:{request.user.pk}:{window}"
         try:
-            self.cache.add(key, 0, timeout=int(self.duration) + 1)
-            count = self.cache.incr(key)
-        except ValueError:  # the key expired between add and incr: this is the window's first send
-            count = 1
+            count = window_count(key, timeout=int(self.duration) + 1)
         except RedisError as error:
             logger.warning("send throttle skipped, cache unreachable: %s", error)
             return True

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions as drf
@@ -21,6 +20,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from gifting_site.cache import window_count
 from gifting_site.errors import (
     BACKEND_UNAVAILABLE,
     GameIdInvalid,
@@ -180,17 +180,10 @@ def describe_errors(detail: Any, prefix: str = "") -> str:
 def room_call_admit(room_id: str, *, now: float | None = None) -> None:
     """At most SERVER_API_ROOM_RATE calls per second for one room, across every server process.
 
-    A counter per room and wall-clock second in the shared cache (Redis when REDIS_URL is
-    set): `add` then `incr` are both atomic there, so concurrent processes count correctly.
+    A counter per room and wall-clock second in the shared cache (Redis when REDIS_URL is set).
     """
     second = int(time.time() if now is None else now)
-    key = f"server-api:rate:{room_id}:{second}"
-    cache.add(key, 0, timeout=5)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the key expired between add and incr: this is its first call
-        cache.add(key, 1, timeout=5)
-        count = 1
+    count = window_count(f"server-api:rate:{room_id}:{second}", timeout=5)
     if count > settings.SERVER_API_ROOM_RATE:
         raise RateLimited(f"rate limited: more than {settings.SERVER_API_ROOM_RATE} calls per second for this room")
 
