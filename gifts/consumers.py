@@ -24,10 +24,16 @@ from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import MalformedRequest
 from gifts.api import ws_ticket_key
 from gifts.models import Room
-from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, room_hub
-from gifts.selectors import REPLAY_LIMIT, events_after, game_state_payload, recent_events, room_game_session
-from rankings.models import RankingEntry
-from rankings.selectors import leaderboard_top
+from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, leaderboard_message, room_hub
+from gifts.selectors import (
+    REPLAY_LIMIT,
+    events_after,
+    game_state_payload,
+    recent_events,
+    room_events_after,
+    room_game_session,
+)
+from rankings.selectors import live_top
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,6 @@ CLOSE_TOO_BIG = 1009
 MAX_CLIENT_FRAME = 4096
 # Updates waiting for a slow viewer. Beyond this it gets a fresh snapshot instead of the backlog.
 OUTBOX_LIMIT = 200
-LEADERBOARD_SIZE = 10
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -192,7 +197,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if until - self.last_seq > REPLAY_LIMIT:
             await self._snapshot()
             return
-        events = await database_sync_to_async(_events_between)(self.room_id, self.last_seq, until)
+        events = await database_sync_to_async(room_events_after)(self.room_id, since=self.last_seq, until=until)
         if events and events[0]["seq"] == self.last_seq + 1:
             await self.send(text_data=dumps(gifts_message(self.room_id, events)))
             self.last_seq = events[-1]["seq"]
@@ -253,15 +258,6 @@ def _ticket_redeem(ticket: str) -> int | None:
     return user_pk if get_user_model().objects.filter(pk=user_pk, is_active=True).exists() else None
 
 
-def _events_between(room_id: str, since: int, until: int) -> list[dict[str, Any]]:
-    room = Room.objects.filter(room_id=room_id).first()
-    return [] if room is None else events_after(room, since=since, until=until)
-
-
-def _live_board(room: Room) -> list[dict[str, Any]]:
-    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LEADERBOARD_SIZE)
-
-
 def room_snapshot(room_id: str) -> dict[str, Any] | None:
     room = Room.objects.select_related("host").filter(room_id=room_id).first()
     if room is None:
@@ -276,7 +272,7 @@ def room_snapshot(room_id: str) -> dict[str, Any] | None:
         "seq": seq,
         "live": room.is_live,
         "game": game_state_payload(room_game_session(room)),
-        "leaderboard": _live_board(room),
+        "leaderboard": live_top(room),
         "recent": recent,
     }
 
@@ -290,12 +286,6 @@ def room_replay(room_id: str, since: int) -> dict[str, Any] | None:
     return {
         "events": events,
         "seq": seq,
-        "leaderboard": {
-            "type": "leaderboard",
-            "room_id": room.room_id,
-            "seq": seq,
-            "period": RankingEntry.Period.LIVE,
-            "entries": _live_board(room),
-        },
+        "leaderboard": leaderboard_message(room.room_id, seq, live_top(room)),
         "game": {"type": "game", "room_id": room.room_id, "game": game_state_payload(room_game_session(room))},
     }

@@ -32,16 +32,15 @@ from django.conf import settings
 
 from gifts import broadcast
 from gifts.models import Room
-from gifts.selectors import REPLAY_LIMIT, events_after
+from gifts.selectors import REPLAY_LIMIT, room_events_after
 from rankings.models import RankingEntry
-from rankings.selectors import leaderboard_top
+from rankings.selectors import live_top
 
 logger = logging.getLogger(__name__)
 
 # channels-redis forgets group members after a day (`group_expiry`); rejoin well before that.
 GROUP_REFRESH_SECONDS = 3600
 RECOVER_DELAY_SECONDS = 1.0
-LEADERBOARD_SIZE = 10
 LEADERBOARD_INTERVAL = 1.0  # seconds between two leaderboard messages of one room
 
 
@@ -68,6 +67,16 @@ class Batch:
     @property
     def to_seq(self) -> int:
         return self.events[-1]["seq"]
+
+
+def leaderboard_message(room_id: str, seq: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "leaderboard",
+        "room_id": room_id,
+        "seq": seq,
+        "period": RankingEntry.Period.LIVE,
+        "entries": entries,
+    }
 
 
 def gifts_message(room_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,14 +259,7 @@ class RoomHub:
         if board is None or board == feed.board:
             return
         feed.board = board
-        message = {
-            "type": "leaderboard",
-            "room_id": feed.room_id,
-            "seq": feed.released,
-            "period": RankingEntry.Period.LIVE,
-            "entries": board,
-        }
-        text = dumps(message)
+        text = dumps(leaderboard_message(feed.room_id, feed.released, board))
         for socket in list(feed.sockets):
             socket.offer_text(text)
 
@@ -279,8 +281,8 @@ class RoomHub:
                 target = max(feed.pending, default=feed.released)
                 if target <= feed.released and not to_latest:
                     break
-                events = await database_sync_to_async(_room_events)(
-                    feed.room_id, feed.released, None if to_latest else target
+                events = await database_sync_to_async(room_events_after)(
+                    feed.room_id, since=feed.released, until=None if to_latest else target
                 )
                 if not events:
                     if target > feed.released:
@@ -331,14 +333,7 @@ class RoomHub:
 
 def _live_top(room_id: str) -> list[dict[str, Any]] | None:
     room = Room.objects.filter(room_id=room_id).first()
-    if room is None:
-        return None
-    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LEADERBOARD_SIZE)
-
-
-def _room_events(room_id: str, since: int, until: int | None) -> list[dict[str, Any]]:
-    room = Room.objects.filter(room_id=room_id).first()
-    return [] if room is None else events_after(room, since=since, until=until)
+    return None if room is None else live_top(room)
 
 
 _hub: RoomHub | None = None

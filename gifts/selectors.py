@@ -88,6 +88,12 @@ def events_after(
     return [event_payload(event) for event in events]
 
 
+def room_events_after(room_id: str, *, since: int, until: int | None = None) -> list[dict[str, Any]]:
+    """`events_after` for a room named by its public id; none for an unknown room."""
+    room = Room.objects.filter(room_id=room_id).first()
+    return [] if room is None else events_after(room, since=since, until=until)
+
+
 def recent_events(room: Room, *, limit: int = SNAPSHOT_RECENT) -> list[dict[str, Any]]:
     """The room's newest events, oldest first."""
     events = GiftEvent.objects.filter(room=room).select_related("sender", "receiver", "gift").order_by("-seq")[:limit]

@@ -16,11 +16,10 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from gifts import selectors
 from gifts.models import GamePlayer, GameSession, Room, ValueTier
-from rankings.selectors import leaderboard_top
+from rankings.selectors import live_top
 from wallets.models import Profile
 from wallets.selectors import profile_balances
 
-LEADERBOARD_SIZE = 10
 # Served only when an operator has put lottie-web there (see the README); otherwise every
 # gift animates its icon with CSS, whatever its animation format.
 LOTTIE_SCRIPT = "vendor/lottie.min.js"
@@ -80,7 +79,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
     detail = selectors.room_detail(room)
     viewer = _viewer(request)
     joined = bool(session and viewer and GamePlayer.objects.filter(session=session, profile=viewer).exists())
-    leaderboard = leaderboard_top(room=room, period="live", limit=LEADERBOARD_SIZE)
+    leaderboard = live_top(room)
     recent = selectors.recent_events(room)
     gifts = [selectors.gift_payload(gift) for gift in selectors.active_gifts()]
     coins = profile_balances(viewer)["coins"] if viewer else 0

@@ -5,6 +5,13 @@ from django.utils import timezone
 from rankings.models import RankingEntry
 from rankings.services import period_keys
 
+# The top fans a room shows while live: in the snapshot, the leaderboard messages, the room page.
+LIVE_TOP_SIZE = 10
+
+
+def live_top(room) -> list[dict]:
+    return leaderboard_top(room=room, period=RankingEntry.Period.LIVE, limit=LIVE_TOP_SIZE)
+
 
 def leaderboard_top(*, room, period: str, limit: int = 10) -> list[dict]:
     """The room's top senders for a period, ties to whoever reached the total first.
