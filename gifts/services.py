@@ -333,6 +333,7 @@ def _receipt_id(scope: str, msg_id: str) -> int | None:
     return row[0] if row else None
 
 
+# In the model's field order, which Model.from_db expects.
 GIFT_COLUMNS = ("id", "gift_id", "name", "price", "icon", "animation_format", "animation_url")
 
 
@@ -345,9 +346,8 @@ def _gift_active(gift_code: str) -> Gift | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    gift = Gift(**dict(zip(GIFT_COLUMNS, row, strict=True)), is_active=True)
-    gift._state.adding, gift._state.db = False, connection.alias
-    return gift
+    # Columns not read (is_active, sort_order) load on access, as with QuerySet.only().
+    return Gift.from_db(connection.alias, GIFT_COLUMNS, row)
 
 
 def _combo_next(*, room_id: int, sender_id: int, gift_id: int, now: datetime.datetime) -> int:

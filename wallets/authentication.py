@@ -10,6 +10,7 @@ from wallets.models import Profile
 
 User = get_user_model()
 
+# In the models' field order, which Model.from_db expects.
 USER_FIELDS = ("id", "username", "is_active")
 PROFILE_FIELDS = ("id", "login_id", "user_id", "nickname", "avatar", "sex")
 

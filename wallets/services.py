@@ -35,16 +35,16 @@ def accounts_of(*, profile_ids: list[int], platform_kind: str) -> dict[tuple[int
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, profile_id, kind, balance FROM {Account._meta.db_table} "
+            f"SELECT id, kind, profile_id, balance FROM {Account._meta.db_table} "
             f"WHERE profile_id IN ({', '.join(['%s'] * len(profile_ids))}) OR (profile_id IS NULL AND kind = %s)",
             [*profile_ids, platform_kind],
         )
         rows = cursor.fetchall()
     accounts = {}
-    for pk, profile_id, kind, balance in rows:
-        account = Account(pk=pk, profile_id=profile_id, kind=kind, balance=balance)
-        account._state.adding, account._state.db = False, connection.alias
-        accounts[(profile_id, kind)] = account
+    for row in rows:
+        # from_db takes the values in the model's field order.
+        account = Account.from_db(connection.alias, ("id", "kind", "profile_id", "balance"), row)
+        accounts[(account.profile_id, account.kind)] = account
     if (None, platform_kind) not in accounts:
         accounts[(None, platform_kind)] = platform_account(platform_kind)
     return accounts
@@ -137,12 +137,11 @@ def transfer_create(
         [(account.pk, amount, None if account.is_platform else balance_after[account.pk]) for account, amount in legs],
         now,
     )
-    transfer = Transfer(
-        pk=transfer_id, kind=kind, reference=reference, memo=memo, created_by_id=created_by_id, created_at=now
+    return Transfer.from_db(
+        connection.alias,
+        ("id", "kind", "reference", "memo", "created_by_id", "created_at"),
+        (transfer_id, kind, reference, memo, created_by_id, now),
     )
-    transfer._state.adding = False
-    transfer._state.db = connection.alias
-    return transfer
 
 
 def _user_balances_locked(account_ids: list[int]) -> dict[int, int]:
