@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, room websockets through Channels.
 
-The whole application is wrapped so that the gift merger learns the server's event loop
+The whole application is wrapped so that the gift publisher learns the server's event loop
 with the first connection of any kind (see gifts.broadcast).
 """
 

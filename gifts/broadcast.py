@@ -38,7 +38,7 @@ def room_group(room_id: str) -> str:
 
 def gift_event_committed(room_id: str, payload: dict[str, Any]) -> None:
     """Publish a committed gift event to the room's watchers, with others committed meanwhile."""
-    if _hand_to_merger(lambda merger: merger.add(room_id, payload)):
+    if _hand_to_publisher(lambda publisher: publisher.add(room_id, payload)):
         return
     _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": [payload]})
 
@@ -46,7 +46,7 @@ def gift_event_committed(room_id: str, payload: dict[str, Any]) -> None:
 def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
     """A room's game session opened, started or ended: not merged, it is rare and must be prompt."""
     message = {"type": "room.game", "room_id": room_id, "game": payload}
-    if _hand_to_merger(lambda merger: merger.publish_soon(room_id, message)):
+    if _hand_to_publisher(lambda publisher: publisher.publish_soon(room_id, message)):
         return
     _send_now(room_id, message)
 
@@ -54,7 +54,7 @@ def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
 # --- the per-process publisher ------------------------------------------------------------------
 
 
-class RoomMerger:
+class RoomPublisher:
     """Events per room waiting for the loop's next turn. Used only on its loop's thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
@@ -94,20 +94,20 @@ class RoomMerger:
             logger.exception("could not publish %s to room %s", message["type"], room_id)
 
 
-_merger: RoomMerger | None = None
+_publisher: RoomPublisher | None = None
 
 
-def bind_loop(loop: asyncio.AbstractEventLoop) -> RoomMerger:
-    """Merge on this event loop from now on (called from the loop, once per connection: cheap)."""
-    global _merger
-    merger = _merger
-    if merger is None or merger.loop is not loop:
-        merger = _merger = RoomMerger(loop)
-    return merger
+def bind_loop(loop: asyncio.AbstractEventLoop) -> RoomPublisher:
+    """Publish from this event loop from now on (called from the loop, once per connection: cheap)."""
+    global _publisher
+    publisher = _publisher
+    if publisher is None or publisher.loop is not loop:
+        publisher = _publisher = RoomPublisher(loop)
+    return publisher
 
 
 def bound_to_server_loop(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """Wrap the ASGI application so the merger knows the server's loop before the first commit."""
+    """Wrap the ASGI application so the publisher knows the server's loop before the first commit."""
 
     async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
         bind_loop(asyncio.get_running_loop())
@@ -116,17 +116,17 @@ def bound_to_server_loop(app: Callable[..., Awaitable[None]]) -> Callable[..., A
     return application
 
 
-def _hand_to_merger(call: Callable[[RoomMerger], None]) -> bool:
-    merger = _merger
-    if merger is None or not merger.loop.is_running():
+def _hand_to_publisher(call: Callable[[RoomPublisher], None]) -> bool:
+    publisher = _publisher
+    if publisher is None or not publisher.loop.is_running():
         return False
-    if threading.get_ident() == merger.thread_id:
-        call(merger)
+    if threading.get_ident() == publisher.thread_id:
+        call(publisher)
         return True
     try:
         # A fresh context: the committing thread's one marks it as asgiref's sync thread, and a
         # task inheriting that mark could not use database_sync_to_async without a deadlock error.
-        merger.loop.call_soon_threadsafe(call, merger, context=contextvars.Context())
+        publisher.loop.call_soon_threadsafe(call, publisher, context=contextvars.Context())
     except RuntimeError:  # the loop closed between the check and the call
         return False
     return True
