@@ -36,11 +36,11 @@ def room_group(room_id: str) -> str:
     return "roomx." + hashlib.sha256(room_id.encode()).hexdigest()[:48]
 
 
-def gift_event_committed(room_id: str, payload: dict[str, Any]) -> None:
-    """Publish a committed gift event to the room's watchers, with others committed meanwhile."""
-    if _hand_to_publisher(lambda publisher: publisher.add(room_id, payload)):
+def gift_events_committed(room_id: str, payloads: list[dict[str, Any]]) -> None:
+    """Publish a room's committed gift events to its watchers, with others committed meanwhile."""
+    if _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads)):
         return
-    _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": [payload]})
+    _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": payloads})
 
 
 def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
@@ -63,12 +63,12 @@ class RoomPublisher:
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, room_id: str, payload: dict[str, Any]) -> None:
+    def add(self, room_id: str, payloads: list[dict[str, Any]]) -> None:
         queued = self.pending.get(room_id)
         if queued is not None:
-            queued.append(payload)
+            queued.extend(payloads)
             return
-        self.pending[room_id] = [payload]
+        self.pending[room_id] = list(payloads)
         # Not a timer: whatever else commits before the loop comes round joins this message.
         self.loop.call_soon(self._flush, room_id)
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db.models import F
 
 from wallets.models import Account, Entry, Profile, Transfer
 
@@ -26,28 +26,6 @@ class TransferConflict(Exception):
 def platform_account(kind: str) -> Account:
     account, _ = Account.objects.get_or_create(kind=kind, profile=None)
     return account
-
-
-def accounts_of(*, profile_ids: list[int], platform_kind: str) -> dict[tuple[int | None, str], Account]:
-    """The user accounts of these people and one platform account, keyed (profile_id, kind), in one read.
-
-    The platform account is keyed (None, kind) and made if this is its first use.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, kind, profile_id, balance FROM {Account._meta.db_table} "
-            f"WHERE profile_id IN ({', '.join(['%s'] * len(profile_ids))}) OR (profile_id IS NULL AND kind = %s)",
-            [*profile_ids, platform_kind],
-        )
-        rows = cursor.fetchall()
-    accounts = {}
-    for row in rows:
-        # from_db takes the values in the model's field order.
-        account = Account.from_db(connection.alias, ("id", "kind", "profile_id", "balance"), row)
-        accounts[(account.profile_id, account.kind)] = account
-    if (None, platform_kind) not in accounts:
-        accounts[(None, platform_kind)] = platform_account(platform_kind)
-    return accounts
 
 
 def profile_create(
@@ -79,6 +57,14 @@ def profile_get_or_create(
         except IntegrityError:
             # Another request created the same person a moment ago.
             profile = Profile.objects.select_related("login").get(user_id=user_id)
+    profile_refresh(profile, nickname=nickname, avatar=avatar, sex=sex)
+    return profile
+
+
+def profile_refresh(
+    profile: Profile, *, nickname: str | None = None, avatar: str | None = None, sex: int | None = None
+) -> None:
+    """Store what a caller knows of a person now; None leaves a field as it is. Writes only a change."""
     changes = {
         field: value
         for field, value in (("nickname", nickname), ("avatar", avatar), ("sex", sex))
@@ -88,7 +74,6 @@ def profile_get_or_create(
         Profile.objects.filter(pk=profile.pk).update(**changes)
         for field, value in changes.items():
             setattr(profile, field, value)
-    return profile
 
 
 def transfer_create(
@@ -104,7 +89,8 @@ def transfer_create(
     User accounts are locked in primary-key order, so two transfers touching the same
     accounts always queue in the same order and can never deadlock each other. Platform
     accounts are never locked (see `Account`). Raises InsufficientBalance before writing
-    anything if a user account would go below zero.
+    anything if a user account would go below zero. Gifts, the hot path, are written in
+    batches by `gifts.writer` under the same rules.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("transfer_create must run inside transaction.atomic")
@@ -114,7 +100,12 @@ def transfer_create(
         raise ValueError(f"zero leg in transfer {reference}")
 
     user_legs = [(account, amount) for account, amount in legs if not account.is_platform]
-    locked = _user_balances_locked(sorted({account.pk for account, _ in user_legs}))
+    locked = dict(
+        Account.objects.select_for_update()
+        .filter(pk__in={account.pk for account, _ in user_legs})
+        .order_by("pk")
+        .values_list("pk", "balance")
+    )
     balance_after: dict[int, int] = {}
     for account, amount in user_legs:
         new_balance = balance_after.get(account.pk, locked[account.pk]) + amount
@@ -122,75 +113,22 @@ def transfer_create(
             account.balance = locked[account.pk]
             raise InsufficientBalance(account, -amount)
         balance_after[account.pk] = new_balance
-    if balance_after:
-        _user_balances_add({pk: balance - locked[pk] for pk, balance in balance_after.items()})
+    for account_pk, balance in balance_after.items():
+        Account.objects.filter(pk=account_pk).update(balance=F("balance") + (balance - locked[account_pk]))
     for account, _ in user_legs:
         account.balance = balance_after[account.pk]
 
-    # The ledger rows are written with plain SQL: a gift writes them on the hottest path there
-    # is, and building the ORM's INSERTs cost more CPU than the database took to run them.
-    now = timezone.now()
-    created_by_id = getattr(created_by, "pk", None)
-    transfer_id = _transfer_insert(kind, reference, memo, created_by_id, now)
-    _entries_insert(
-        transfer_id,
-        [(account.pk, amount, None if account.is_platform else balance_after[account.pk]) for account, amount in legs],
-        now,
+    transfer = Transfer.objects.create(kind=kind, reference=reference, memo=memo, created_by=created_by)
+    Entry.objects.bulk_create(
+        Entry(
+            transfer=transfer,
+            account=account,
+            amount=amount,
+            balance_after=None if account.is_platform else balance_after[account.pk],
+        )
+        for account, amount in legs
     )
-    return Transfer.from_db(
-        connection.alias,
-        ("id", "kind", "reference", "memo", "created_by_id", "created_at"),
-        (transfer_id, kind, reference, memo, created_by_id, now),
-    )
-
-
-def _user_balances_locked(account_ids: list[int]) -> dict[int, int]:
-    """The balances of these user accounts, row-locked until commit, locked in primary-key order."""
-    if not account_ids:
-        return {}
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: one writer anyway
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, balance FROM {Account._meta.db_table} "
-            f"WHERE id IN ({', '.join(['%s'] * len(account_ids))}) ORDER BY id{lock}",
-            account_ids,
-        )
-        return dict(cursor.fetchall())
-
-
-def _user_balances_add(changes: dict[int, int]) -> None:
-    """One UPDATE for every user leg: the rows are already locked, so its order cannot deadlock."""
-    cases = " ".join(["WHEN %s THEN %s"] * len(changes))
-    params: list[int] = [value for pair in changes.items() for value in pair]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Account._meta.db_table} SET balance = balance + CASE id {cases} END "
-            f"WHERE id IN ({', '.join(['%s'] * len(changes))})",
-            [*params, *changes],
-        )
-
-
-def _transfer_insert(kind: str, reference: str, memo: str, created_by_id: int | None, now) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Transfer._meta.db_table} (kind, reference, memo, created_by_id, created_at) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            [str(kind), reference, memo, created_by_id, connection.ops.adapt_datetimefield_value(now)],
-        )
-        return cursor.fetchone()[0]
-
-
-def _entries_insert(transfer_id: int, rows: list[tuple[int, int, int | None]], now) -> None:
-    created_at = connection.ops.adapt_datetimefield_value(now)
-    params: list[object] = []
-    for account_id, amount, balance_after in rows:
-        params += [transfer_id, account_id, amount, balance_after, created_at]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {Entry._meta.db_table} (transfer_id, account_id, amount, balance_after, created_at) "
-            f"VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(rows))}",
-            params,
-        )
+    return transfer
 
 
 def coins_account(profile: Profile) -> Account:
