@@ -135,8 +135,9 @@ class _Paid:
     host_share: int
     coins_account: int
     coins_after: int
-    earnings_account: int
-    earnings_after: int
+    # The host's earnings account and its balance after this gift; None when the share is 0.
+    earnings_account: int | None
+    earnings_after: int | None
     event: GiftEvent | None = None
 
 
@@ -165,7 +166,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
     # Lock order: user accounts now (pk order), the rooms' rows when the paid gifts are numbered.
     balances = writer.accounts_lock(
         coins_of=(request.sender.pk for request in requests),
-        earnings_of=(request.room.host_id for request in requests),
+        earnings_of=(request.room.host_id for request in requests if rules.host_share_possible(request)),
     )
 
     decisions: list[_Decision] = []
@@ -244,10 +245,7 @@ class _GiftRules:
     """What the per-gift rules read, for the whole batch at once: the gifts, tiers and players."""
 
     def __init__(self, requests: list[GiftRequest]):
-        self.gifts = {
-            gift.gift_id: gift
-            for gift in Gift.objects.filter(gift_id__in={request.gift_code for request in requests}, is_active=True)
-        }
+        self.gifts = writer.gifts_active(request.gift_code for request in requests)
         sessions = {request.game_session.pk: request.game_session for request in requests if request.game_session}
         self.tiers: dict[tuple[int, int], dict[int, str]] = {}
         self.players: set[tuple[int, int]] = set()
@@ -263,6 +261,11 @@ class _GiftRules:
                     session_id__in=sessions, profile_id__in={request.sender.pk for request in requests}
                 ).values_list("session_id", "profile_id")
             )
+
+    def host_share_possible(self, request: GiftRequest) -> bool:
+        """Whether this gift, if accepted, credits the host: only then is the host's account locked."""
+        gift = self.gifts.get(request.gift_code)
+        return gift is not None and _host_share(gift.price * request.value * request.num) > 0
 
 
 def _gift_decide(
@@ -300,10 +303,13 @@ def _gift_decide(
     coins_account, coins = balances[(sender.pk, Account.Kind.COINS)]
     if coins < cost:
         return _Refusal(Result.INSUFFICIENT_BALANCE, f"insufficient balance: {coins} coins, {cost} needed")
-    earnings_account, earnings = balances[(host.pk, Account.Kind.EARNINGS)]
-    host_share = cost * settings.HOST_SHARE_PERCENT // 100
     balances[(sender.pk, Account.Kind.COINS)] = (coins_account, coins - cost)
-    balances[(host.pk, Account.Kind.EARNINGS)] = (earnings_account, earnings + host_share)
+    host_share = _host_share(cost)
+    earnings_account, earnings = None, None
+    if host_share:
+        earnings_account, earnings = balances[(host.pk, Account.Kind.EARNINGS)]
+        earnings += host_share
+        balances[(host.pk, Account.Kind.EARNINGS)] = (earnings_account, earnings)
     return _Paid(
         request=request,
         gift=gift,
@@ -313,40 +319,33 @@ def _gift_decide(
         coins_account=coins_account,
         coins_after=coins - cost,
         earnings_account=earnings_account,
-        earnings_after=earnings + host_share,
+        earnings_after=earnings,
     )
 
 
+def _host_share(cost: int) -> int:
+    return cost * settings.HOST_SHARE_PERCENT // 100
+
+
 def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
-    """Number, pay for and count every accepted gift of the batch, with one statement of each kind."""
+    """Pay for, number and count every accepted gift of the batch, with one statement of each kind.
+
+    The ledger is written first, while only the accounts are locked: a room's row is taken
+    last and held for as short a time as the batch allows, since every gift to the room
+    queues behind it.
+    """
+    transfer_ids = _ledger_write(paid, now)
     rooms = writer.rooms_advance(Counter(gift.request.room.pk for gift in paid))
     # Read after the rooms are locked: no other gift to these rooms can commit in between.
     combos = writer.combos_latest(
         ((gift.request.room.pk, gift.request.sender.pk) for gift in paid), since=now - COMBO_WINDOW
     )
-    transfer_ids = writer.transfers_insert(
-        [(Transfer.Kind.GIFT, _transfer_reference(gift.request), "") for gift in paid], at=now
-    )
-    revenue_account = platform_account(Account.Kind.REVENUE).pk
-
-    entries: list[tuple[int, int, int, int | None]] = []
-    balance_changes: Counter[int] = Counter()
     rankings: Counter[tuple[int, str, str, int]] = Counter()
     gift_walls: Counter[tuple[int, int]] = Counter()
     next_seq = {room_id: first_seq for room_id, (first_seq, _) in rooms.items()}
     for gift in paid:
         request = gift.request
         room, sender, host = request.room, request.sender, request.room.host
-        transfer_id = transfer_ids[_transfer_reference(request)]
-        platform_cut = gift.cost - gift.host_share
-        entries.append((transfer_id, gift.coins_account, -gift.cost, gift.coins_after))
-        if gift.host_share:
-            entries.append((transfer_id, gift.earnings_account, gift.host_share, gift.earnings_after))
-        if platform_cut:
-            entries.append((transfer_id, revenue_account, platform_cut, None))
-        balance_changes[gift.coins_account] -= gift.cost
-        balance_changes[gift.earnings_account] += gift.host_share
-
         previous = combos.get((room.pk, sender.pk))
         combo = previous[1] + 1 if previous and previous[0] == gift.gift.pk else 1
         combos[(room.pk, sender.pk)] = (gift.gift.pk, combo)
@@ -365,7 +364,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             coins=gift.cost,
             effect=gift.effect,
             combo=combo,
-            transfer_id=transfer_id,
+            transfer_id=transfer_ids[_transfer_reference(request)],
             created_at=now,
         )
         next_seq[room.pk] += 1
@@ -373,11 +372,33 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             rankings[(room.pk, str(period), key, sender.pk)] += gift.cost
         gift_walls[(host.pk, gift.gift.pk)] += count
 
-    writer.entries_insert(entries, at=now)
-    writer.balances_add(dict(balance_changes))
     writer.events_insert([gift.event for gift in paid])
     writer.rankings_add(dict(rankings), at=now)
     writer.gift_wall_add(dict(gift_walls))
+
+
+def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:
+    """One balanced transfer per gift: the sender pays, the host and the platform share. {reference: id}."""
+    transfer_ids = writer.transfers_insert(
+        [(Transfer.Kind.GIFT, _transfer_reference(gift.request), "") for gift in paid], at=now
+    )
+    revenue_account = writer.platform_account_id(Account.Kind.REVENUE) or platform_account(Account.Kind.REVENUE).pk
+    entries: list[tuple[int, int, int, int | None]] = []
+    balance_changes: Counter[int] = Counter()
+    for gift in paid:
+        transfer_id = transfer_ids[_transfer_reference(gift.request)]
+        platform_cut = gift.cost - gift.host_share
+        entries.append((transfer_id, gift.coins_account, -gift.cost, gift.coins_after))
+        if gift.host_share:
+            entries.append((transfer_id, gift.earnings_account, gift.host_share, gift.earnings_after))
+        if platform_cut:
+            entries.append((transfer_id, revenue_account, platform_cut, None))
+        balance_changes[gift.coins_account] -= gift.cost
+        if gift.host_share:
+            balance_changes[gift.earnings_account] += gift.host_share
+    writer.entries_insert(entries, at=now)
+    writer.balances_add(dict(balance_changes))
+    return transfer_ids
 
 
 def _transfer_reference(request: GiftRequest) -> str:

@@ -25,18 +25,23 @@ The statements, in the order a batch runs them:
 - `msg_ids_claim`: one SELECT of `pg_try_advisory_xact_lock` per MsgId over an array, so a
   duplicate in flight in another transaction is known at once (10006) instead of waited for.
 - `receipts_find`: which MsgIds of the batch were already settled (row-value IN list).
-- `accounts_lock`: SELECT ... ORDER BY id FOR UPDATE of every sender's coins and every
-  receiver's earnings, with their balances; the batch is decided against these.
-- `rooms_advance`: one UPDATE ... RETURNING per batch that adds each room's number of new
-  events to `last_seq` and returns the new value and the live session (rooms locked in pk
-  order first when there are several).
-- `combos_latest`: each (room, sender)'s newest event, through the index that serves
-  `ORDER BY seq DESC LIMIT 1` per pair.
+- `gifts_active`, `platform_account_id`: the batch's gifts and the revenue account, read
+  through a cursor because the ORM's query building costs several times the query.
+- `accounts_lock`: SELECT ... ORDER BY id FOR UPDATE of every sender's coins and of the
+  earnings of every receiver the batch may credit (a share of 0 locks nothing), with their
+  balances; the batch is decided against these.
 - `transfers_insert`, `entries_insert`: every ledger row of the batch, two INSERTs.
 - `balances_add`: one UPDATE with a CASE that applies each locked account's net change.
-- `events_insert`, `receipts_insert`: the room events and the MsgId receipts, two INSERTs.
+- `rooms_advance`: one UPDATE ... RETURNING that adds each room's number of new events to
+  `last_seq` and returns the new value and the live session (rooms locked in pk order
+  first when there are several). It comes after the ledger, so a busy room's row is held
+  for the shortest time.
+- `combos_latest`: each (room, sender)'s newest event, through the index that serves
+  `ORDER BY seq DESC LIMIT 1` per pair; read once the room is locked.
+- `events_insert`: the room events, one INSERT ... RETURNING their ids.
 - `rankings_add`, `gift_wall_add`: the leaderboards and the hosts' gift walls, one upsert
   each that adds in the database (`coins = coins + excluded.coins`).
+- `receipts_insert`: the settled MsgIds' receipts, last, since they name their events.
 """
 
 import datetime
@@ -45,7 +50,7 @@ from typing import Any
 
 from django.db import connection
 
-from gifts.models import GiftEvent, GiftReceipt, HostGiftCount, Room
+from gifts.models import Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
 from rankings.models import RankingEntry
 from wallets.models import Account, Entry, Transfer
 
@@ -79,6 +84,32 @@ def receipts_find(pairs: Iterable[tuple[str, str]]) -> list[int]:
             _flat(pairs),
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+# In the model's field order, which Model.from_db expects.
+GIFT_COLUMNS = ("id", "gift_id", "name", "price", "icon", "animation_format", "animation_url")
+
+
+def gifts_active(gift_codes: Iterable[str]) -> dict[str, Gift]:
+    """The active gifts among these codes, by code (the columns a send and its event need)."""
+    gift_codes = sorted(set(gift_codes))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(GIFT_COLUMNS)} FROM {Gift._meta.db_table} "
+            f"WHERE gift_id IN ({_in_list(len(gift_codes))}) AND is_active",
+            gift_codes,
+        )
+        # Columns not read (is_active, sort_order) load on access, as with QuerySet.only().
+        gifts = [Gift.from_db(connection.alias, GIFT_COLUMNS, row) for row in cursor.fetchall()]
+    return {gift.gift_id: gift for gift in gifts}
+
+
+def platform_account_id(kind: str) -> int | None:
+    """The id of a platform account, read without a lock: platform accounts are never locked."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {Account._meta.db_table} WHERE profile_id IS NULL AND kind = %s", [kind])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def accounts_lock(*, coins_of: Iterable[int], earnings_of: Iterable[int]) -> dict[tuple[int, str], tuple[int, int]]:

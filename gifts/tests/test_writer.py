@@ -1,0 +1,159 @@
+"""Batches through `gifts_send` and the ledger writer: each gift decided on its own, all written together."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
+from gifts.results import Result
+from gifts.services import GiftRequest, gifts_send
+from gifts.tests.factories import GiftFactory, RoomFactory
+from rankings.models import RankingEntry
+from rankings.selectors import leaderboard_top
+from wallets.models import Account
+from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.services import platform_account
+from wallets.tests.factories import ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def request(sender, room, msg_id, *, gift_code="rose", num=1):
+    return GiftRequest(
+        scope=f"user:{sender.pk}",
+        msg_id=msg_id,
+        sender=sender,
+        room=room,
+        game_session=None,
+        gift_code=gift_code,
+        value=1,
+        num=num,
+    )
+
+
+def assert_ledger_sound():
+    totals = ledger_totals()
+    assert totals["sum_of_balances"] == 0
+    assert totals["sum_of_entries"] == 0
+    assert totals["negative_user_accounts"] == 0
+    assert user_balances_match_entries()
+
+
+def seqs_of(room):
+    return list(GiftEvent.objects.filter(room=room).order_by("seq").values_list("seq", "msg_id"))
+
+
+def test_each_gift_is_decided_against_the_balance_the_gifts_before_it_left(room, rose):
+    # given a viewer who can pay for two roses, not three
+    fan = ProfileFactory(coins=25)
+
+    outcomes = gifts_send([request(fan, room, f"m{index}") for index in range(1, 4)])
+
+    # then the first two are paid, in order, and only the third is refused
+    assert [outcome.result for outcome in outcomes] == [Result.SUCCESS, Result.SUCCESS, Result.INSUFFICIENT_BALANCE]
+    assert [outcome.coins_balance for outcome in outcomes[:2]] == [15, 5]
+    assert outcomes[2].message == "insufficient balance: 5 coins, 10 needed"
+    assert profile_balances(fan)["coins"] == 5
+    assert profile_balances(room.host)["earnings"] == 10
+    assert account_balance(platform_account(Account.Kind.REVENUE)) == 10
+    assert seqs_of(room) == [(1, "m1"), (2, "m2")]
+    assert list(FailedDelivery.objects.values_list("msg_id", "code")) == [("m3", 10007)]
+    assert_ledger_sound()
+
+
+def test_a_refused_gift_does_not_fail_its_neighbours(room, rose):
+    fan = ProfileFactory(coins=100)
+    outcomes = gifts_send(
+        [request(fan, room, "a"), request(fan, room, "b", gift_code="nope"), request(room.host, room, "c")]
+        + [request(fan, room, "d")]
+    )
+    assert [outcome.result for outcome in outcomes] == [
+        Result.SUCCESS,
+        Result.GIFT_NOT_CONFIGURED,
+        Result.DELIVERY_FAILED,
+        Result.SUCCESS,
+    ]
+    assert seqs_of(room) == [(1, "a"), (2, "d")]
+    assert profile_balances(fan)["coins"] == 80
+
+
+def test_a_batch_over_several_rooms_numbers_each_room_in_batch_order(rose):
+    first, second = RoomFactory(), RoomFactory()
+    fan = ProfileFactory(coins=1_000)
+    gifts_send([request(fan, first, "x0")])
+
+    outcomes = gifts_send([request(fan, [first, second][index % 2], f"m{index}") for index in range(5)])
+
+    assert [outcome.event.seq for outcome in outcomes] == [2, 1, 3, 2, 4]
+    assert seqs_of(first) == [(1, "x0"), (2, "m0"), (3, "m2"), (4, "m4")]
+    assert seqs_of(second) == [(1, "m1"), (2, "m3")]
+    assert first.__class__.objects.get(pk=first.pk).last_seq == 4
+    assert_ledger_sound()
+
+
+def test_combos_count_up_inside_a_batch_and_on_into_the_next(room, rose):
+    GiftFactory(gift_id="car", price=50)
+    fan, other = ProfileFactory(coins=1_000), ProfileFactory(coins=1_000)
+
+    first = gifts_send([request(fan, room, "a"), request(other, room, "b"), request(fan, room, "c")])
+    second = gifts_send([request(fan, room, "d"), request(fan, room, "e", gift_code="car"), request(other, room, "f")])
+
+    assert [outcome.event.combo for outcome in first + second] == [1, 1, 2, 3, 1, 2]
+
+
+def test_leaderboards_and_gift_walls_add_up_every_gift_of_a_batch(room, rose):
+    fan, other = ProfileFactory(user_id="fan", coins=1_000), ProfileFactory(user_id="other", coins=1_000)
+    gifts_send(
+        [request(fan, room, "a", num=2), request(other, room, "b"), request(fan, room, "c", num=3)]
+        + [request(other, room, "d", num=10)]
+    )
+
+    for period in RankingEntry.Period:
+        top = leaderboard_top(room=room, period=period)
+        assert [(entry["user_id"], entry["coins"]) for entry in top] == [("other", 110), ("fan", 50)]
+    assert HostGiftCount.objects.get(host=room.host).count == 16
+
+
+def test_the_same_msg_id_twice_in_a_batch_is_one_gift_or_a_reuse(room, rose):
+    fan = ProfileFactory(coins=100)
+    outcomes = gifts_send([request(fan, room, "m"), request(fan, room, "m"), request(fan, room, "m", num=2)])
+
+    assert [(outcome.result, outcome.replayed) for outcome in outcomes] == [
+        (Result.SUCCESS, False),
+        (Result.SUCCESS, True),
+        (Result.MSG_ID_REUSED, False),
+    ]
+    assert outcomes[1].event.seq == outcomes[0].event.seq == 1
+    assert profile_balances(fan)["coins"] == 90
+
+
+def test_an_unexpected_error_is_confined_to_the_gift_that_caused_it(rose):
+    healthy = RoomFactory()
+    # a room whose host lost their earnings account: paying that host cannot work
+    broken = RoomFactory()
+    Account.objects.filter(profile=broken.host, kind=Account.Kind.EARNINGS).delete()
+    fan = ProfileFactory(coins=100)
+
+    outcomes = gifts_send([request(fan, healthy, "a"), request(fan, broken, "b"), request(fan, healthy, "c")])
+
+    assert [outcome.result for outcome in outcomes] == [Result.SUCCESS, Result.DELIVERY_EXCEPTION, Result.SUCCESS]
+    assert seqs_of(healthy) == [(1, "a"), (2, "c")]
+    assert seqs_of(broken) == []
+    assert profile_balances(fan)["coins"] == 80
+    assert FailedDelivery.objects.get(msg_id="b").code == Result.DELIVERY_EXCEPTION
+    # 10005 settles nothing: once the account is back, the same MsgId goes through
+    Account.objects.create(profile=broken.host, kind=Account.Kind.EARNINGS)
+    assert gifts_send([request(fan, broken, "b")])[0].result is Result.SUCCESS
+
+
+def test_a_batch_costs_the_same_statements_however_many_gifts_it_holds(room, rose):
+    def statements_for(count: int, tag: str) -> int:
+        senders = [ProfileFactory(coins=100) for _ in range(count)]
+        with CaptureQueriesContext(connection) as queries:
+            outcomes = gifts_send([request(sender, room, f"{tag}-{index}") for index, sender in enumerate(senders)])
+        assert all(outcome.ok for outcome in outcomes)
+        return len(queries)
+
+    statements_for(1, "warm-up")  # the platform's revenue account is made on first use
+    assert statements_for(50, "fifty") == statements_for(2, "two")
+    assert GiftEvent.objects.filter(room=room).count() == 53
