@@ -125,6 +125,10 @@ if not 0 <= HOST_SHARE_PERCENT <= 100:
     raise ImproperlyConfigured("HOST_SHARE_PERCENT must be between 0 and 100.")
 GIFT_SEND_RATE = env("GIFT_SEND_RATE", default="20/s")
 SERVER_API_ROOM_RATE = env.int("SERVER_API_ROOM_RATE", default=20)
+# The most viewer sends one process writes in one transaction (group commit); 1 writes each alone.
+GIFT_GROUP_COMMIT_MAX = env.int("GIFT_GROUP_COMMIT_MAX", default=100)
+if not 1 <= GIFT_GROUP_COMMIT_MAX <= 1000:
+    raise ImproperlyConfigured("GIFT_GROUP_COMMIT_MAX must be between 1 and 1000.")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

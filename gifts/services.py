@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
 from gifts import broadcast, writer
+from gifts.group_commit import GroupCommit
 from gifts.models import (
     FailedDelivery,
     GamePlayer,
@@ -91,8 +92,12 @@ def game_for_gifts(room: Room, mini_game_id: str) -> GameSession:
 
 
 def gift_send(request: GiftRequest) -> GiftOutcome:
-    """Apply one gift completely or not at all, and report what happened: a batch of one."""
-    return gifts_send([request])[0]
+    """Apply one gift completely or not at all, and report what happened.
+
+    The gift is written together with the other sends waiting in this process at the same
+    moment (group commit, at most GIFT_GROUP_COMMIT_MAX per batch); alone, it is written at once.
+    """
+    return _grouped_sends.submit(request)
 
 
 def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
@@ -110,7 +115,7 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     except Exception:
         if len(requests) > 1:
             logger.exception("a batch of %d gifts failed; sending them one by one", len(requests))
-            return [gift_send(request) for request in requests]
+            return [outcome for request in requests for outcome in gifts_send([request])]
     request = requests[0]
     logger.error("gift %s/%s failed unexpectedly", request.scope, request.msg_id)
     # Almost always the transaction rolled back. If the connection died during COMMIT the gift
@@ -122,6 +127,11 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     except Exception:
         logger.exception("could not record failed delivery %s/%s", request.scope, request.msg_id)
     return [outcome]
+
+
+_grouped_sends: GroupCommit[GiftRequest, GiftOutcome] = GroupCommit(
+    gifts_send, max_batch=lambda: settings.GIFT_GROUP_COMMIT_MAX
+)
 
 
 @dataclass
