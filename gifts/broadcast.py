@@ -8,21 +8,27 @@ the loop's next turn, without waiting: the merge window is applied once, where t
 are (gifts.roomhub), so a viewer gets one `gifts` message per window however many
 processes committed the room's gifts. Nothing runs for a quiet room.
 
-Where no server loop runs (a management command, WSGI, a plain test), the event is sent at
-once. Receivers order and de-duplicate by seq either way (see gifts.roomhub).
+Where no server loop runs (a WSGI worker, a management command, the admin under WSGI), the
+process starts one publishing thread of its own, with its own loop, the first time it
+commits a gift, and publishes the same way: no event loop is made per request, and gifts
+committed together still travel together. `flush()` waits until all of it has gone out; it
+runs when such a process exits. Receivers order and de-duplicate by seq either way (see
+gifts.roomhub).
 """
 
 import asyncio
+import atexit
 import contextvars
 import hashlib
 import logging
+import os
 import re
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +44,13 @@ def room_group(room_id: str) -> str:
 
 def gift_events_committed(room_id: str, payloads: list[dict[str, Any]]) -> None:
     """Publish a room's committed gift events to its watchers, with others committed meanwhile."""
-    if _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads)):
-        return
-    _send_now(room_id, {"type": "room.gifts", "room_id": room_id, "events": payloads})
+    _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads))
 
 
 def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
     """A room's game session opened, started or ended: not merged, it is rare and must be prompt."""
     message = {"type": "room.game", "room_id": room_id, "game": payload}
-    if _hand_to_publisher(lambda publisher: publisher.publish_soon(room_id, message)):
-        return
-    _send_now(room_id, message)
+    _hand_to_publisher(lambda publisher: publisher.publish_soon(room_id, message))
 
 
 # --- the per-process publisher ------------------------------------------------------------------
@@ -57,8 +59,10 @@ def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
 class RoomPublisher:
     """Events per room waiting for the loop's next turn. Used only on its loop's thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
+    def __init__(self, loop: asyncio.AbstractEventLoop, layer: BaseChannelLayer | None = None):
         self.loop = loop
+        # None: the process's shared channel layer (a server process's consumers listen on it).
+        self.layer = layer
         self.thread_id = threading.get_ident()
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -81,6 +85,13 @@ class RoomPublisher:
             events.sort(key=lambda event: event["seq"])
             self._spawn(self._publish, room_id, {"type": "room.gifts", "room_id": room_id, "events": events})
 
+    async def drain(self) -> None:
+        """Publish everything pending now and wait for every publish under way."""
+        for room_id in list(self.pending):
+            self._flush(room_id)
+        while unfinished := [task for task in self.tasks if not task.done()]:
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
     def _spawn(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
         task = self.loop.create_task(func(*args))
         self.tasks.add(task)  # the loop keeps only weak references to tasks
@@ -88,7 +99,7 @@ class RoomPublisher:
 
     async def _publish(self, room_id: str, message: dict[str, Any]) -> None:
         try:
-            await get_channel_layer().group_send(room_group(room_id), message)
+            await (self.layer or get_channel_layer()).group_send(room_group(room_id), message)
         except Exception:
             # The receiving hubs notice the gap and read the missing events from the database.
             logger.exception("could not publish %s to room %s", message["type"], room_id)
@@ -116,24 +127,59 @@ def bound_to_server_loop(app: Callable[..., Awaitable[None]]) -> Callable[..., A
     return application
 
 
-def _hand_to_publisher(call: Callable[[RoomPublisher], None]) -> bool:
+def _hand_to_publisher(call: Callable[[RoomPublisher], None]) -> None:
     publisher = _publisher
     if publisher is None or not publisher.loop.is_running():
-        return False
+        publisher = _own_publisher()
     if threading.get_ident() == publisher.thread_id:
         call(publisher)
-        return True
+        return
     try:
         # A fresh context: the committing thread's one marks it as asgiref's sync thread, and a
         # task inheriting that mark could not use database_sync_to_async without a deadlock error.
         publisher.loop.call_soon_threadsafe(call, publisher, context=contextvars.Context())
-    except RuntimeError:  # the loop closed between the check and the call
-        return False
-    return True
+    except RuntimeError:  # the server's loop closed between the check and the call
+        _own_publisher().loop.call_soon_threadsafe(call, _own_publisher(), context=contextvars.Context())
 
 
-def _send_now(room_id: str, message: dict[str, Any]) -> None:
+# --- where no server loop runs: the process's own publishing thread -----------------------------
+
+_own_lock = threading.Lock()
+_own: tuple[int, RoomPublisher] | None = None  # (pid, publisher): a forked child starts its own
+
+
+def _own_publisher() -> RoomPublisher:
+    global _own
+    with _own_lock:
+        if _own is None or _own[0] != os.getpid():
+            started = threading.Event()
+            holder: list[RoomPublisher] = []
+
+            def run() -> None:
+                loop = asyncio.new_event_loop()
+                # A layer of its own: channels_redis keeps connections per loop in one object, and
+                # this loop's must not be touched from another. (An in-memory layer reaches only
+                # consumers in this process, and where there are any a server loop publishes.)
+                layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+                holder.append(RoomPublisher(loop, layer))  # made on its loop's thread, as RoomPublisher requires
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=run, name="gift-publisher", daemon=True).start()
+            started.wait()
+            if _own is None:
+                atexit.register(flush)
+            _own = (os.getpid(), holder[0])
+        return _own[1]
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until what this process handed to its own publishing thread has been published."""
+    own = _own
+    if own is None or own[0] != os.getpid():
+        return
+    publisher = own[1]
     try:
-        async_to_sync(get_channel_layer().group_send)(room_group(room_id), message)
+        asyncio.run_coroutine_threadsafe(publisher.drain(), publisher.loop).result(timeout)
     except Exception:
-        logger.exception("could not publish %s to room %s", message["type"], room_id)
+        logger.warning("gift broadcasts still pending after %.0f s were not published", timeout)
