@@ -81,6 +81,9 @@ SERVERS = {
     "uvicorn-1": "{python} -m uvicorn gifting_site.asgi:application --host 127.0.0.1 --port {port} "
     "--workers 1 --no-access-log --log-level warning",
     "daphne": "{python} -m daphne -b 127.0.0.1 -p {port} gifting_site.asgi:application",
+    # WSGI for the REST and server APIs: threads, so a process's concurrent sends feed its group commit.
+    "gunicorn-2": "{python} -m gunicorn gifting_site.wsgi:application --bind 127.0.0.1:{port} "
+    "--workers 2 --worker-class gthread --threads 8 --log-level warning",
 }
 
 

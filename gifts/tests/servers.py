@@ -164,12 +164,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# The two servers of the production layout (README, "Scaling out"), on a port filled in later.
+UVICORN = (
+    *(sys.executable, "-m", "uvicorn", "gifting_site.asgi:application"),
+    *("--host", "127.0.0.1", "--port", "{port}", "--no-access-log", "--log-level", "warning"),
+)
+GUNICORN = (
+    *(sys.executable, "-m", "gunicorn", "gifting_site.wsgi:application"),
+    *("--bind", "127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread", "--threads", "4"),
+)
+
+
 @dataclass
-class AsgiServer:
-    """One uvicorn process serving gifting_site.asgi:application on a port of its own."""
+class ServerProcess:
+    """One server process (uvicorn for ASGI by default, or gunicorn for WSGI) on a port of its own."""
 
     env: dict[str, str]
     log: Path
+    command: tuple[str, ...] = UVICORN
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
@@ -181,7 +193,7 @@ class AsgiServer:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, *, timeout: float = 30.0, attempts: int = 3) -> AsgiServer:
+    def start(self, *, timeout: float = 30.0, attempts: int = 3) -> ServerProcess:
         for _ in range(attempts):
             # Another program may take the probed port before the server binds it; then try another.
             self.port = free_port()
@@ -190,10 +202,7 @@ class AsgiServer:
         raise RuntimeError(f"the server did not start; last lines of {self.log}:\n{self.log_tail()}")
 
     def _start_on_port(self, timeout: float) -> bool:
-        command = [
-            *(sys.executable, "-m", "uvicorn", "gifting_site.asgi:application"),
-            *("--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"),
-        ]
+        command = [part.format(port=self.port) for part in self.command]
         with self.log.open("ab") as log:
             # A session of its own: stop() signals the whole process group, whatever it spawned.
             self.process = subprocess.Popen(

@@ -27,9 +27,9 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from gifts.tests.servers import GIFT_ID, AsgiServer, seed, server_database, server_env
+from gifts.tests.servers import GIFT_ID, GUNICORN, UVICORN, ServerProcess, seed, server_database, server_env
 
-ROOMS = ["e2e-live", "e2e-reconnect", "e2e-through-b", "e2e-mixed", "e2e-origin"]
+ROOMS = ["e2e-live", "e2e-reconnect", "e2e-through-b", "e2e-mixed", "e2e-origin", "e2e-through-wsgi"]
 SENDERS = 4
 RECEIVE_TIMEOUT = 20.0
 
@@ -53,10 +53,10 @@ class Deployment:
     env: dict[str, str]
     tokens: list[str]
     workdir: Any
-    servers: list[AsgiServer] = field(default_factory=list)
+    servers: list[ServerProcess] = field(default_factory=list)
 
-    def server(self, name: str) -> AsgiServer:
-        server = AsgiServer(env=self.env, log=self.workdir / f"{name}.log").start()
+    def server(self, name: str, command: tuple[str, ...] = UVICORN) -> ServerProcess:
+        server = ServerProcess(env=self.env, log=self.workdir / f"{name}.log", command=command).start()
         self.servers.append(server)
         return server
 
@@ -93,13 +93,19 @@ def _redis_forget(prefix: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server_a(deployment) -> AsgiServer:
+def server_a(deployment) -> ServerProcess:
     return deployment.server("server-a")
 
 
 @pytest.fixture(scope="module")
-def server_b(deployment) -> AsgiServer:
+def server_b(deployment) -> ServerProcess:
     return deployment.server("server-b")
+
+
+@pytest.fixture(scope="module")
+def wsgi_server(deployment) -> ServerProcess:
+    """The REST and server APIs on gunicorn, as the production layout serves them."""
+    return deployment.server("wsgi", GUNICORN)
 
 
 # --- a viewer and a sender, as the apps would be -------------------------------------------------
@@ -108,7 +114,7 @@ def server_b(deployment) -> AsgiServer:
 class Viewer:
     """A websocket viewer that holds every gifts message to the guarantee: contiguous seqs, no repeat."""
 
-    def __init__(self, server: AsgiServer, socket: ClientConnection, last_seq: int):
+    def __init__(self, server: ServerProcess, socket: ClientConnection, last_seq: int):
         self.server = server
         self.socket = socket
         self.last_seq = last_seq
@@ -116,7 +122,7 @@ class Viewer:
         self.messages: list[dict] = []
 
     @classmethod
-    async def open(cls, server: AsgiServer, room_id: str, *, since: int | None = None) -> Viewer:
+    async def open(cls, server: ServerProcess, room_id: str, *, since: int | None = None) -> Viewer:
         query = "" if since is None else f"?since={since}"
         socket = await connect(
             f"{server.ws}/ws/rooms/{room_id}/{query}", origin=server.http, proxy=None, open_timeout=RECEIVE_TIMEOUT
@@ -170,7 +176,7 @@ class Sender:
         self.session.trust_env = False  # loopback only, whatever proxy the environment names
         self.session.headers["Authorization"] = f"Token {token}"
 
-    def send(self, server: AsgiServer, room_id: str) -> dict:
+    def send(self, server: ServerProcess, room_id: str) -> dict:
         with Sender._lock:
             msg_id = f"e2e-{next(Sender._msg_ids)}"
         response = self.session.post(
@@ -179,7 +185,7 @@ class Sender:
         assert response.status_code == 201, (response.status_code, response.text)
         return response.json()["event"]
 
-    def send_many(self, server: AsgiServer, room_id: str, count: int, sent: list[dict] | None = None) -> list[dict]:
+    def send_many(self, server: ServerProcess, room_id: str, count: int, sent: list[dict] | None = None) -> list[dict]:
         sent = [] if sent is None else sent
         for _ in range(count):
             sent.append(self.send(server, room_id))  # list.append is atomic: a reader may watch progress
@@ -306,3 +312,23 @@ async def test_concurrent_gifts_through_both_servers_reach_viewers_on_both_once(
     finally:
         await on_a.close()
         await on_b.close()
+
+
+@needs_scale_out
+async def test_gifts_sent_through_the_wsgi_server_reach_viewers_on_the_asgi_server(server_a, wsgi_server, senders):
+    # given a viewer on the ASGI server, and the REST API served by gunicorn
+    room_id = "e2e-through-wsgi"
+    viewer = await Viewer.open(server_a, room_id)
+    try:
+        # when 40 gifts are sent through gunicorn, two senders at once
+        answered: list[dict] = []
+        await asyncio.gather(
+            asyncio.to_thread(senders[0].send_many, wsgi_server, room_id, 20, answered),
+            asyncio.to_thread(senders[1].send_many, wsgi_server, room_id, 20, answered),
+        )
+        await viewer.receive_through(40)
+        # then the viewer got every one of them, in order, once
+        assert viewer.seqs == list(range(1, 41))
+        assert by_seq(viewer.events) == by_seq(answered)
+    finally:
+        await viewer.close()
