@@ -3,6 +3,7 @@ from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gifting_site.converters import PublicIdConverter
+from gifting_site.health import HealthApi
 from gifts import api as gifts_api
 from gifts import server_api
 from gifts import views as gifts_views
@@ -23,6 +24,7 @@ api_patterns = [
     path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
     path("hosts/<public_id:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
     path("v1/", server_api.ServerApi.as_view(), name="server-api"),
+    path("health/", HealthApi.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
