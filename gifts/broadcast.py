@@ -139,7 +139,8 @@ def _hand_to_publisher(call: Callable[[RoomPublisher], None]) -> None:
         # task inheriting that mark could not use database_sync_to_async without a deadlock error.
         publisher.loop.call_soon_threadsafe(call, publisher, context=contextvars.Context())
     except RuntimeError:  # the server's loop closed between the check and the call
-        _own_publisher().loop.call_soon_threadsafe(call, _own_publisher(), context=contextvars.Context())
+        own = _own_publisher()
+        own.loop.call_soon_threadsafe(call, own, context=contextvars.Context())
 
 
 # --- where no server loop runs: the process's own publishing thread -----------------------------

@@ -189,7 +189,9 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
         elif earlier is None and key not in receipts:
             settled_at[key] = index
             decisions.append(_gift_decide(request, rules, balances))
-        elif _same_gift(requests[earlier] if earlier is not None else receipts[key], request):
+        elif _as_sent(request) == (
+            _as_sent(requests[earlier]) if earlier is not None else _receipt_as_sent(receipts[key])
+        ):
             decisions.append(_Replay(receipt=receipts.get(key), index=earlier))
         else:
             decisions.append(_Refusal(Result.MSG_ID_REUSED, "MsgId was already used for a different gift"))
@@ -234,21 +236,14 @@ def _receipts_of(requests: list[GiftRequest]) -> dict[tuple[str, str], GiftRecei
     return {(receipt.scope, receipt.msg_id): receipt for receipt in receipts}
 
 
-def _same_gift(stored: GiftReceipt | GiftRequest, request: GiftRequest) -> bool:
-    """A retry must repeat the original gift exactly."""
-    if isinstance(stored, GiftRequest):
-        stored_as = (stored.sender.pk, stored.room.pk, stored.gift_code, stored.receiver_code or "")
-        stored_as += (stored.value, stored.num)
-    else:
-        stored_as = (stored.sender_id, stored.room_id, stored.gift_code, stored.receiver_code, stored.value, stored.num)
-    return stored_as == (
-        request.sender.pk,
-        request.room.pk,
-        request.gift_code,
-        request.receiver_code or "",
-        request.value,
-        request.num,
-    )
+def _as_sent(request: GiftRequest) -> tuple[Any, ...]:
+    """What a retry must repeat exactly: who, where, which gift to whom, how many."""
+    sender, room = request.sender.pk, request.room.pk
+    return (sender, room, request.gift_code, request.receiver_code or "", request.value, request.num)
+
+
+def _receipt_as_sent(receipt: GiftReceipt) -> tuple[Any, ...]:
+    return (receipt.sender_id, receipt.room_id, receipt.gift_code, receipt.receiver_code, receipt.value, receipt.num)
 
 
 class _GiftRules:
