@@ -6,7 +6,7 @@ wrk is a C client (installed by scripts/install-wrk.sh), far cheaper per request
 server it loads, so the figures are the server's and not the client's. For each server, on
 a fresh database with 100 live rooms and 1,000 senders:
 
-- floor: GET /api/health/, a DRF view that touches nothing: what the server and the
+- floor: GET /healthz, a DRF view that touches nothing: what the server and the
   framework cost per request before any work;
 - spread: POST /api/rooms/{id}/gifts/ from a random sender into a random room, every
   request a new msg_id (a Lua script);
@@ -119,12 +119,12 @@ def main() -> None:
             server = Server(name, PORT, env)
             server.start()
             try:
-                runs = {"floor": ("/api/health/", None)}
+                runs = {"floor": ("/healthz", None)}
                 for mode, rooms in (("spread", data["rooms"]), ("hot", data["rooms"][:1])):
                     script = workdir / f"{name}-{mode}.lua"
                     tag = f"{name}-{mode}-{time.time_ns()}"
                     script.write_text(SEND_SCRIPT % {"tokens": tokens, "rooms": lua_list(rooms), "tag": tag})
-                    runs[mode] = ("/api/health/", script)  # the script chooses the path
+                    runs[mode] = ("/healthz", script)  # the script chooses the path
                 for mode, (path, script) in runs.items():
                     before = group_cpu_seconds(server.process.pid)
                     result = wrk(PORT, path, connections=args.connections, seconds=args.seconds, script=script)

@@ -24,12 +24,12 @@ api_patterns = [
     path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
     path("hosts/<public_id:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
     path("v1/", server_api.ServerApi.as_view(), name="server-api"),
-    path("health/", HealthApi.as_view(), name="health"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [
+    path("healthz", HealthApi.as_view(), name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", gifts_views.room_list, name="room-list"),
