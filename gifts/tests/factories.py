@@ -1,7 +1,7 @@
 import factory
 
 from gifts.models import Gift, MiniGame, Room, ValueTier
-from gifts.services import game_session_open, game_session_start, room_go_live
+from gifts.services import GiftRequest, game_session_open, game_session_start, room_go_live
 from wallets.tests.factories import ProfileFactory
 
 
@@ -54,3 +54,18 @@ class RoomFactory(factory.django.DjangoModelFactory):
 def started_game(room: Room, mini_game: MiniGame | None = None):
     session = game_session_open(room=room, mini_game=mini_game or MiniGameFactory())
     return game_session_start(session=session)
+
+
+def gift_request(sender, room, msg_id, *, gift_code="rose", value=1, num=1, session=None, receiver=None) -> GiftRequest:
+    """A viewer's send as the REST API builds it (MsgId scoped to the sender)."""
+    return GiftRequest(
+        scope=f"user:{sender.pk}",
+        msg_id=msg_id,
+        sender=sender,
+        room=room,
+        game_session=session,
+        gift_code=gift_code,
+        value=value,
+        num=num,
+        receiver_code=receiver,
+    )

@@ -9,8 +9,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from gifts import broadcast
-from gifts.services import GiftRequest, gift_send, gifts_send
-from gifts.tests.factories import RoomFactory
+from gifts.services import gift_send, gifts_send
+from gifts.tests.factories import RoomFactory, gift_request
 from wallets.tests.factories import ProfileFactory
 
 pytestmark = [
@@ -21,19 +21,6 @@ pytestmark = [
         "websockets publishes from its server loop",
     ),
 ]
-
-
-def request(sender, room, msg_id):
-    return GiftRequest(
-        scope=f"user:{sender.pk}",
-        msg_id=msg_id,
-        sender=sender,
-        room=room,
-        game_session=None,
-        gift_code="rose",
-        value=1,
-        num=1,
-    )
 
 
 def listening_to(room):
@@ -61,7 +48,7 @@ def test_a_batch_committed_outside_a_server_loop_reaches_the_room_as_one_message
     receive = listening_to(room)
 
     # when a batch of three gifts commits in a thread with no event loop, as under WSGI
-    gifts_send([request(fan, room, f"m{index}") for index in range(3)])
+    gifts_send([gift_request(fan, room, f"m{index}") for index in range(3)])
     broadcast.flush()
 
     # then the room's watchers get one message with all three, in seq order
@@ -74,7 +61,8 @@ def test_sends_from_many_threads_share_one_publishing_thread(rose):
     receive = listening_to(room)
 
     threads = [
-        threading.Thread(target=gift_send, args=(request(fan, room, f"t{index}"),)) for index, fan in enumerate(fans)
+        threading.Thread(target=gift_send, args=(gift_request(fan, room, f"t{index}"),))
+        for index, fan in enumerate(fans)
     ]
     for thread in threads:
         thread.start()

@@ -8,13 +8,14 @@ from django.db import connection, connections
 
 from gifts.models import GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import GiftRequest, gift_send, gifts_send
-from gifts.tests.factories import GiftFactory, RoomFactory
+from gifts.services import gift_send, gifts_send
+from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from rankings.selectors import leaderboard_top
 from wallets.models import Account
-from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.selectors import account_balance, profile_balances
 from wallets.services import platform_account
 from wallets.tests.factories import ProfileFactory
+from wallets.tests.ledger import assert_ledger_sound
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -49,27 +50,6 @@ def run_in_threads(jobs):
     return results
 
 
-def request(sender, room, msg_id, *, gift_code="rose", num=1):
-    return GiftRequest(
-        scope=f"user:{sender.pk}",
-        msg_id=msg_id,
-        sender=sender,
-        room=room,
-        game_session=None,
-        gift_code=gift_code,
-        value=1,
-        num=num,
-    )
-
-
-def assert_ledger_sound():
-    totals = ledger_totals()
-    assert totals["sum_of_balances"] == 0
-    assert totals["sum_of_entries"] == 0
-    assert totals["negative_user_accounts"] == 0
-    assert user_balances_match_entries()
-
-
 def test_twenty_senders_fifty_gifts_each_into_one_room():
     gift = GiftFactory(gift_id="rose", price=10)
     room = RoomFactory()
@@ -81,7 +61,7 @@ def test_twenty_senders_fifty_gifts_each_into_one_room():
             balance = coins
             outcomes = []
             for index in range(50):
-                outcome = gift_send(request(sender, room, f"{sender.user_id}-{index}"))
+                outcome = gift_send(gift_request(sender, room, f"{sender.user_id}-{index}"))
                 # coins_balance is the sender's balance right after this gift, read under its lock
                 after = outcome.coins_balance if outcome.ok else balance
                 outcomes.append((outcome.result, balance, after))
@@ -122,7 +102,7 @@ def test_the_same_msg_id_ten_times_at_once_charges_once():
     room = RoomFactory()
     sender = ProfileFactory(coins=1_000)
 
-    outcomes = run_in_threads([lambda: gift_send(request(sender, room, "dup", num=3)) for _ in range(10)])
+    outcomes = run_in_threads([lambda: gift_send(gift_request(sender, room, "dup", num=3)) for _ in range(10)])
 
     fresh = [o for o in outcomes if o.result is Result.SUCCESS and not o.replayed]
     assert len(fresh) == 1
@@ -133,7 +113,7 @@ def test_the_same_msg_id_ten_times_at_once_charges_once():
     assert profile_balances(sender)["coins"] == 1_000 - 30
     assert GiftEvent.objects.count() == 1
     # and once it has settled, the MsgId answers with the stored result
-    later = gift_send(request(sender, room, "dup", num=3))
+    later = gift_send(gift_request(sender, room, "dup", num=3))
     assert (later.result, later.replayed) == (Result.SUCCESS, True)
     assert_ledger_sound()
 
@@ -145,7 +125,7 @@ def test_two_senders_gifting_each_others_rooms_cannot_deadlock():
     rounds = 40
 
     def gifts(sender, room, lane):
-        return lambda: [gift_send(request(sender, room, f"{lane}-{index}")).result for index in range(rounds)]
+        return lambda: [gift_send(gift_request(sender, room, f"{lane}-{index}")).result for index in range(rounds)]
 
     # each direction from two threads at once, so the same accounts are contended from both sides
     results = run_in_threads(
@@ -175,7 +155,7 @@ def test_many_senders_in_many_rooms_with_shared_hosts_keep_the_ledger_sound():
         sender = people[sender_index]
         return lambda: [
             gift_send(
-                request(sender, rooms[(sender_index + step) % 6], f"{sender.user_id}-{step}", num=step % 4 + 1)
+                gift_request(sender, rooms[(sender_index + step) % 6], f"{sender.user_id}-{step}", num=step % 4 + 1)
             ).result
             for step in range(1, 40)
         ]
@@ -202,7 +182,7 @@ def test_batches_crossing_the_same_rooms_and_people_in_opposite_orders_cannot_de
             results = []
             for index in range(rounds):
                 requests = [
-                    request(people[sender], rooms[(sender + 1 + step) % 4], f"{lane}-{index}-{sender}-{step}")
+                    gift_request(people[sender], rooms[(sender + 1 + step) % 4], f"{lane}-{index}-{sender}-{step}")
                     for sender in order
                     for step in range(3)
                 ]

@@ -10,8 +10,8 @@ from gifts import services
 from gifts.group_commit import GroupCommit
 from gifts.models import GiftEvent, Room
 from gifts.results import Result
-from gifts.services import GiftRequest, gift_send
-from gifts.tests.factories import GiftFactory, RoomFactory
+from gifts.services import gift_send
+from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from wallets.selectors import ledger_totals, profile_balances
 from wallets.tests.factories import ProfileFactory
 
@@ -125,18 +125,7 @@ def test_concurrent_sends_in_one_process_share_transactions_and_each_gets_its_ow
     poor = ProfileFactory(coins=5)
 
     def send(sender, msg_id):
-        outcome = gift_send(
-            GiftRequest(
-                scope=f"user:{sender.pk}",
-                msg_id=msg_id,
-                sender=sender,
-                room=room,
-                game_session=None,
-                gift_code="rose",
-                value=1,
-                num=1,
-            )
-        )
+        outcome = gift_send(gift_request(sender, room, msg_id))
         results[msg_id] = outcome
         connections.close_all()
 

@@ -9,38 +9,23 @@ from hypothesis import strategies as st
 
 from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import GiftRequest, gift_send, room_go_live, room_go_off_air
-from gifts.tests.factories import GiftFactory, RoomFactory
+from gifts.services import gift_send, room_go_live, room_go_off_air
+from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from wallets.models import Account
-from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.selectors import account_balance, profile_balances
 from wallets.services import coins_grant, platform_account, topup_create
 from wallets.tests.factories import ProfileFactory
+from wallets.tests.ledger import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
 
 
 def send(sender, room, gift_code, *, msg_id, value=1, num=1, receiver=None, session=None):
     return gift_send(
-        GiftRequest(
-            scope=f"user:{sender.pk}",
-            msg_id=msg_id,
-            sender=sender,
-            room=room,
-            game_session=session,
-            gift_code=gift_code,
-            value=value,
-            num=num,
-            receiver_code=receiver,
+        gift_request(
+            sender, room, msg_id, gift_code=gift_code, value=value, num=num, session=session, receiver=receiver
         )
     )
-
-
-def assert_ledger_sound():
-    totals = ledger_totals()
-    assert totals["sum_of_balances"] == 0
-    assert totals["sum_of_entries"] == 0
-    assert totals["negative_user_accounts"] == 0
-    assert user_balances_match_entries()
 
 
 def test_a_gift_splits_its_cost_between_host_and_platform(viewer, room):

@@ -6,37 +6,17 @@ from django.test.utils import CaptureQueriesContext
 
 from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import GiftRequest, gifts_send
-from gifts.tests.factories import GiftFactory, RoomFactory
+from gifts.services import gifts_send
+from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Account
-from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.selectors import account_balance, profile_balances
 from wallets.services import platform_account
 from wallets.tests.factories import ProfileFactory
+from wallets.tests.ledger import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
-
-
-def request(sender, room, msg_id, *, gift_code="rose", num=1):
-    return GiftRequest(
-        scope=f"user:{sender.pk}",
-        msg_id=msg_id,
-        sender=sender,
-        room=room,
-        game_session=None,
-        gift_code=gift_code,
-        value=1,
-        num=num,
-    )
-
-
-def assert_ledger_sound():
-    totals = ledger_totals()
-    assert totals["sum_of_balances"] == 0
-    assert totals["sum_of_entries"] == 0
-    assert totals["negative_user_accounts"] == 0
-    assert user_balances_match_entries()
 
 
 def seqs_of(room):
@@ -47,7 +27,7 @@ def test_each_gift_is_decided_against_the_balance_the_gifts_before_it_left(room,
     # given a viewer who can pay for two roses, not three
     fan = ProfileFactory(coins=25)
 
-    outcomes = gifts_send([request(fan, room, f"m{index}") for index in range(1, 4)])
+    outcomes = gifts_send([gift_request(fan, room, f"m{index}") for index in range(1, 4)])
 
     # then the first two are paid, in order, and only the third is refused
     assert [outcome.result for outcome in outcomes] == [Result.SUCCESS, Result.SUCCESS, Result.INSUFFICIENT_BALANCE]
@@ -64,8 +44,12 @@ def test_each_gift_is_decided_against_the_balance_the_gifts_before_it_left(room,
 def test_a_refused_gift_does_not_fail_its_neighbours(room, rose):
     fan = ProfileFactory(coins=100)
     outcomes = gifts_send(
-        [request(fan, room, "a"), request(fan, room, "b", gift_code="nope"), request(room.host, room, "c")]
-        + [request(fan, room, "d")]
+        [
+            gift_request(fan, room, "a"),
+            gift_request(fan, room, "b", gift_code="nope"),
+            gift_request(room.host, room, "c"),
+        ]
+        + [gift_request(fan, room, "d")]
     )
     assert [outcome.result for outcome in outcomes] == [
         Result.SUCCESS,
@@ -80,9 +64,9 @@ def test_a_refused_gift_does_not_fail_its_neighbours(room, rose):
 def test_a_batch_over_several_rooms_numbers_each_room_in_batch_order(rose):
     first, second = RoomFactory(), RoomFactory()
     fan = ProfileFactory(coins=1_000)
-    gifts_send([request(fan, first, "x0")])
+    gifts_send([gift_request(fan, first, "x0")])
 
-    outcomes = gifts_send([request(fan, [first, second][index % 2], f"m{index}") for index in range(5)])
+    outcomes = gifts_send([gift_request(fan, [first, second][index % 2], f"m{index}") for index in range(5)])
 
     assert [outcome.event.seq for outcome in outcomes] == [2, 1, 3, 2, 4]
     assert seqs_of(first) == [(1, "x0"), (2, "m0"), (3, "m2"), (4, "m4")]
@@ -95,8 +79,10 @@ def test_combos_count_up_inside_a_batch_and_on_into_the_next(room, rose):
     GiftFactory(gift_id="car", price=50)
     fan, other = ProfileFactory(coins=1_000), ProfileFactory(coins=1_000)
 
-    first = gifts_send([request(fan, room, "a"), request(other, room, "b"), request(fan, room, "c")])
-    second = gifts_send([request(fan, room, "d"), request(fan, room, "e", gift_code="car"), request(other, room, "f")])
+    first = gifts_send([gift_request(fan, room, "a"), gift_request(other, room, "b"), gift_request(fan, room, "c")])
+    second = gifts_send(
+        [gift_request(fan, room, "d"), gift_request(fan, room, "e", gift_code="car"), gift_request(other, room, "f")]
+    )
 
     assert [outcome.event.combo for outcome in first + second] == [1, 1, 2, 3, 1, 2]
 
@@ -104,8 +90,8 @@ def test_combos_count_up_inside_a_batch_and_on_into_the_next(room, rose):
 def test_leaderboards_and_gift_walls_add_up_every_gift_of_a_batch(room, rose):
     fan, other = ProfileFactory(user_id="fan", coins=1_000), ProfileFactory(user_id="other", coins=1_000)
     gifts_send(
-        [request(fan, room, "a", num=2), request(other, room, "b"), request(fan, room, "c", num=3)]
-        + [request(other, room, "d", num=10)]
+        [gift_request(fan, room, "a", num=2), gift_request(other, room, "b"), gift_request(fan, room, "c", num=3)]
+        + [gift_request(other, room, "d", num=10)]
     )
 
     for period in RankingEntry.Period:
@@ -116,7 +102,9 @@ def test_leaderboards_and_gift_walls_add_up_every_gift_of_a_batch(room, rose):
 
 def test_the_same_msg_id_twice_in_a_batch_is_one_gift_or_a_reuse(room, rose):
     fan = ProfileFactory(coins=100)
-    outcomes = gifts_send([request(fan, room, "m"), request(fan, room, "m"), request(fan, room, "m", num=2)])
+    outcomes = gifts_send(
+        [gift_request(fan, room, "m"), gift_request(fan, room, "m"), gift_request(fan, room, "m", num=2)]
+    )
 
     assert [(outcome.result, outcome.replayed) for outcome in outcomes] == [
         (Result.SUCCESS, False),
@@ -134,7 +122,9 @@ def test_an_unexpected_error_is_confined_to_the_gift_that_caused_it(rose):
     Account.objects.filter(profile=broken.host, kind=Account.Kind.EARNINGS).delete()
     fan = ProfileFactory(coins=100)
 
-    outcomes = gifts_send([request(fan, healthy, "a"), request(fan, broken, "b"), request(fan, healthy, "c")])
+    outcomes = gifts_send(
+        [gift_request(fan, healthy, "a"), gift_request(fan, broken, "b"), gift_request(fan, healthy, "c")]
+    )
 
     assert [outcome.result for outcome in outcomes] == [Result.SUCCESS, Result.DELIVERY_EXCEPTION, Result.SUCCESS]
     assert seqs_of(healthy) == [(1, "a"), (2, "c")]
@@ -143,14 +133,16 @@ def test_an_unexpected_error_is_confined_to_the_gift_that_caused_it(rose):
     assert FailedDelivery.objects.get(msg_id="b").code == Result.DELIVERY_EXCEPTION
     # 10005 settles nothing: once the account is back, the same MsgId goes through
     Account.objects.create(profile=broken.host, kind=Account.Kind.EARNINGS)
-    assert gifts_send([request(fan, broken, "b")])[0].result is Result.SUCCESS
+    assert gifts_send([gift_request(fan, broken, "b")])[0].result is Result.SUCCESS
 
 
 def test_a_batch_costs_the_same_statements_however_many_gifts_it_holds(room, rose):
     def statements_for(count: int, tag: str) -> int:
         senders = [ProfileFactory(coins=100) for _ in range(count)]
         with CaptureQueriesContext(connection) as queries:
-            outcomes = gifts_send([request(sender, room, f"{tag}-{index}") for index, sender in enumerate(senders)])
+            outcomes = gifts_send(
+                [gift_request(sender, room, f"{tag}-{index}") for index, sender in enumerate(senders)]
+            )
         assert all(outcome.ok for outcome in outcomes)
         return len(queries)
 

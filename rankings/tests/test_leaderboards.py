@@ -5,7 +5,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from gifts.services import GiftRequest, gift_send, room_go_live, room_go_off_air
+from gifts.services import gift_send, room_go_live, room_go_off_air
+from gifts.tests.factories import gift_request
 from rankings.selectors import leaderboard_top
 from wallets.tests.factories import ProfileFactory
 
@@ -13,18 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def send(sender, room, *, msg_id, num=1, gift="rose"):
-    outcome = gift_send(
-        GiftRequest(
-            scope=f"user:{sender.pk}",
-            msg_id=msg_id,
-            sender=sender,
-            room=room,
-            game_session=None,
-            gift_code=gift,
-            value=1,
-            num=num,
-        )
-    )
+    outcome = gift_send(gift_request(sender, room, msg_id, gift_code=gift, num=num))
     assert outcome.ok, outcome.message
     return outcome
 

@@ -4,7 +4,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from wallets.models import Account, Entry, Transfer
-from wallets.selectors import account_balance, ledger_totals, profile_balances, user_balances_match_entries
+from wallets.selectors import account_balance, profile_balances
 from wallets.services import (
     InsufficientBalance,
     TransferConflict,
@@ -15,16 +15,9 @@ from wallets.services import (
     transfer_create,
 )
 from wallets.tests.factories import ProfileFactory
+from wallets.tests.ledger import assert_ledger_sound
 
 pytestmark = pytest.mark.django_db
-
-
-def assert_ledger_sound():
-    totals = ledger_totals()
-    assert totals["sum_of_balances"] == 0
-    assert totals["sum_of_entries"] == 0
-    assert totals["negative_user_accounts"] == 0
-    assert user_balances_match_entries()
 
 
 def ledger_rows():
