@@ -7,6 +7,7 @@
 # browser test is skipped and says why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source scripts/apt-install.sh
 
 if [ ! -x .venv/bin/python ]; then
   source scripts/venv.sh || echo "install-browser: could not prepare .venv" >&2
@@ -20,23 +21,9 @@ if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null
   echo "install-browser: Chromium is already installed: $(command -v chromium || command -v chromium-browser)"
   exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-browser: no apt-get here; the browser test will be skipped (or set CHROMIUM_PATH)" >&2
-  exit 0
-fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    sudo="sudo -n"
-  else
-    echo "install-browser: not root and no sudo; the browser test will be skipped" >&2
-    exit 0
-  fi
-fi
-export DEBIAN_FRONTEND=noninteractive
-if $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; then
+if apt_install install-browser chromium; then
   echo "install-browser: installed $(chromium --version 2>/dev/null || echo chromium)"
 else
-  echo "install-browser: apt-get could not install chromium; the browser test will be skipped" >&2
+  echo "install-browser: the browser test will be skipped (or set CHROMIUM_PATH)" >&2
 fi
 exit 0
