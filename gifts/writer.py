@@ -46,6 +46,7 @@ The statements, in the order a batch runs them:
 """
 
 import datetime
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -300,10 +301,7 @@ def _insert(
     cost of a large batch before). SQLite has no arrays and takes a multi-row VALUES.
     """
     if connection.vendor == "postgresql":
-        fields = {field.column: field for field in model._meta.concrete_fields}
-        source = "SELECT * FROM unnest({})".format(
-            ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
-        )
+        source = _unnest_source(model, tuple(columns))
         params = [list(column) for column in zip(*rows, strict=True)]
     else:
         source, params = f"VALUES {_placeholders(len(columns), len(rows))}", _flat(rows)
@@ -315,6 +313,15 @@ def _insert(
             params,
         )
         return cursor.fetchall() if returning else []
+
+
+@functools.cache
+def _unnest_source(model: Any, columns: tuple[str, ...]) -> str:
+    """`SELECT * FROM unnest(%s::bigint[], ...)` for these columns: the same for every batch."""
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    return "SELECT * FROM unnest({})".format(
+        ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
+    )
 
 
 def _placeholders(width: int, count: int) -> str:
