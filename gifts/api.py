@@ -26,7 +26,7 @@ from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
 from gifts.models import FailedDelivery, GameSession, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
-from gifts.services import GiftRequest, game_join, gift_send, room_for_gifts
+from gifts.services import GiftRequest, game_in_play, game_join, gift_send, room_for_gifts
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Profile
@@ -204,16 +204,15 @@ class GiftSendApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        room = room_for_gifts(room_id)
+        room, session = room_for_gifts(room_id)
         sender = profile_for_user(request.user)
-        session = selectors.room_game_session(room)
         outcome = gift_send(
             GiftRequest(
                 scope=f"user:{sender.pk}",
                 msg_id=data["msg_id"],
                 sender=sender,
                 room=room,
-                game_session=session if session and session.state == session.State.STARTED else None,
+                game_session=game_in_play(session),
                 gift_code=data["gift_id"],
                 value=data["value"],
                 num=data["num"],

@@ -31,9 +31,8 @@ from gifting_site.errors import (
 )
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts.api import MAX_NUM, MAX_VALUE
-from gifts.models import GameSession, ServerApp
-from gifts.selectors import room_game_session
-from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
+from gifts.models import GameSession, Room, ServerApp
+from gifts.services import ServerGift, game_for_gifts, game_in_play, room_for_gifts, server_gifts_send, server_topup
 from gifts.signatures import request_authenticate
 from wallets.services import TransferConflict, coins_account
 
@@ -188,7 +187,7 @@ def room_call_admit(room_id: str, *, now: float | None = None) -> None:
         raise RateLimited(f"rate limited: more than {settings.SERVER_API_ROOM_RATE} calls per second for this room")
 
 
-def game_of_batch(room, mini_game_id: Any) -> GameSession | None:
+def game_of_batch(room: Room, session: GameSession | None, mini_game_id: Any) -> GameSession | None:
     """The game whose rules the batch's gifts follow.
 
     A named game must be running and started in the room. Without a MiniGameId, a room whose
@@ -196,9 +195,8 @@ def game_of_batch(room, mini_game_id: Any) -> GameSession | None:
     the id out must not be a way around the tiers.
     """
     if mini_game_id:
-        return game_for_gifts(room, mini_game_id)
-    session = room_game_session(room)
-    return session if session and session.state == GameSession.State.STARTED else None
+        return game_for_gifts(room, session, mini_game_id)
+    return game_in_play(session)
 
 
 # --- the endpoint ------------------------------------------------------------------------------
@@ -316,8 +314,8 @@ class ServerApi(APIView):
             raise GameIdInvalid("MiniGameId format error: must be a string of at most 64 characters")
         data = validated(SendDanmakuGiftsSerializer, body)
         room_call_admit(data["RoomId"])
-        room = room_for_gifts(data["RoomId"])
-        game_session = game_of_batch(room, data.get("MiniGameId"))
+        room, session = room_for_gifts(data["RoomId"])
+        game_session = game_of_batch(room, session, data.get("MiniGameId"))
 
         gifts = []
         for raw, item in zip(body["GiftList"], data["GiftList"], strict=True):

@@ -70,22 +70,26 @@ class GiftRequest:
 # --- request-level checks (nothing is recorded when they fail) ---------------------------------
 
 
-def room_for_gifts(room_id: str) -> Room:
-    # A slice, not .first(): room_id is unique, and ordering the query only costs CPU.
-    room = next(iter(Room.objects.select_related("host").filter(room_id=room_id)[:1]), None)
-    if room is None or not room.is_live:
+def room_for_gifts(room_id: str) -> tuple[Room, GameSession | None]:
+    """A live room to send gifts to, with its host, and its game session that has not ended."""
+    found = writer.room_with_open_game(room_id)
+    if found is None or not found[0].is_live:
         raise RoomUnavailable(f"room {room_id} not found or not live")
-    return room
+    return found
 
 
-def game_for_gifts(room: Room, mini_game_id: str) -> GameSession:
-    """The started game session a server-API batch names (7202001 / 7206001 otherwise)."""
-    session = room_game_session(room)
+def game_for_gifts(room: Room, session: GameSession | None, mini_game_id: str) -> GameSession:
+    """The started game session a batch names (7202001 / 7206001 otherwise)."""
     if session is None or session.mini_game.mini_game_id != mini_game_id:
         raise GameNotFound(f"game {mini_game_id} is not running in room {room.room_id}")
     if session.state != GameSession.State.STARTED:
         raise GameNotStarted(f"game {mini_game_id} in room {room.room_id} has not started")
     return session
+
+
+def game_in_play(session: GameSession | None) -> GameSession | None:
+    """The game whose rules a gift follows when none is named: the room's game, once started."""
+    return session if session and session.state == GameSession.State.STARTED else None
 
 
 # --- sending gifts -----------------------------------------------------------------------------
@@ -711,12 +715,11 @@ def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOu
     sender = failed.sender or Profile.objects.filter(user_id=failed.user_code).first()
     if sender is None:
         raise ResendRefused(f"user {failed.user_code} does not exist")
-    room = room_for_gifts(failed.room.room_id)
+    room, session = room_for_gifts(failed.room.room_id)
     if failed.mini_game_code:
-        game_session: GameSession | None = game_for_gifts(room, failed.mini_game_code)
+        game_session: GameSession | None = game_for_gifts(room, session, failed.mini_game_code)
     else:
-        session = room_game_session(room)
-        game_session = session if session and session.state == GameSession.State.STARTED else None
+        game_session = game_in_play(session)
 
     # Claim the row with a compare-and-set on the MsgId it was last re-sent with, so two staff
     # clicks at once send one gift; a row already re-sent successfully is never sent again.

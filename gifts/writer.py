@@ -23,6 +23,9 @@ this one is visible.
 
 The statements, in the order a batch runs them:
 
+Before the batch, each request reads its room, host and open game in one join
+(`room_with_open_game`).
+
 - `msg_ids_claim`: one SELECT of `pg_try_advisory_xact_lock` per MsgId over an array, so a
   duplicate in flight in another transaction is known at once (10006) instead of waited for.
 - `receipts_find`: which MsgIds of the batch were already settled (row-value IN list).
@@ -52,9 +55,62 @@ from typing import Any
 
 from django.db import connection
 
-from gifts.models import Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
+from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
 from rankings.models import RankingEntry
-from wallets.models import Account, Entry, Transfer
+from wallets.models import Account, Entry, Profile, Transfer
+
+# --- before the batch: the room a request names ------------------------------------------------
+
+# Each model's columns a send reads, in its field order (which Model.from_db expects).
+ROOM_COLUMNS = ("id", "room_id", "host_id", "title", "is_live", "current_session_id", "last_seq")
+HOST_COLUMNS = ("id", "login_id", "user_id", "nickname", "avatar", "sex")
+GAME_SESSION_COLUMNS = ("id", "room_id", "mini_game_id", "state")
+MINI_GAME_COLUMNS = ("id", "mini_game_id", "name")
+
+
+def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
+    """The room with this public id, its host, and its game session that has not ended, if any.
+
+    Every send reads these before its batch; one join through a cursor costs a tenth of the
+    two ORM queries it replaces. Columns not read load on access, as with QuerySet.only().
+    """
+    selected = [
+        *(f"r.{column}" for column in ROOM_COLUMNS),
+        *(f"h.{column}" for column in HOST_COLUMNS),
+        *(f"s.{column}" for column in GAME_SESSION_COLUMNS),
+        *(f"m.{column}" for column in MINI_GAME_COLUMNS),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(selected)} FROM {Room._meta.db_table} r "
+            f"JOIN {Profile._meta.db_table} h ON h.id = r.host_id "
+            f"LEFT JOIN {GameSession._meta.db_table} s ON s.room_id = r.id AND s.state <> %s "
+            f"LEFT JOIN {MiniGame._meta.db_table} m ON m.id = s.mini_game_id "
+            "WHERE r.room_id = %s",
+            [GameSession.State.ENDED, room_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = iter(row)
+    room, host, session, mini_game = [
+        model.from_db(connection.alias, columns, [next(values) for _ in columns])
+        for model, columns in (
+            (Room, ROOM_COLUMNS),
+            (Profile, HOST_COLUMNS),
+            (GameSession, GAME_SESSION_COLUMNS),
+            (MiniGame, MINI_GAME_COLUMNS),
+        )
+    ]
+    room.is_live = bool(room.is_live)  # SQLite answers 0 or 1
+    room.host = host
+    if session.pk is None:  # no open game: the LEFT JOIN's columns are all NULL
+        return room, None
+    session.room, session.mini_game = room, mini_game
+    return room, session
+
+
+# --- the batch ------------------------------------------------------------------------------------
 
 
 def msg_ids_claim(keys: Sequence[str]) -> list[bool]:

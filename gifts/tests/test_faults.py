@@ -205,7 +205,7 @@ def test_a_connection_that_dies_before_the_gift_starts_answers_a_coded_5xx(viewe
     client.force_authenticate(viewer.login)
 
     # When the connection dies as the view looks the room up
-    with connection_killed_before(f'FROM "{room._meta.db_table}"') as killer:
+    with connection_killed_before(f"FROM {room._meta.db_table} ") as killer:
         response = send(client, room, "cut-before-gift")
 
     # Then the answer is a coded 503 asking for a retry, and nothing was charged

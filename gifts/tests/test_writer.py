@@ -4,10 +4,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from gifting_site.errors import RoomUnavailable
 from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import gifts_send
-from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
+from gifts.services import game_in_play, game_session_end, game_session_open, gifts_send, room_for_gifts
+from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, gift_request, started_game
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Account
@@ -149,3 +150,28 @@ def test_a_batch_costs_the_same_statements_however_many_gifts_it_holds(room, ros
     statements_for(1, "warm-up")  # the platform's revenue account is made on first use
     assert statements_for(50, "fifty") == statements_for(2, "two")
     assert GiftEvent.objects.filter(room=room).count() == 53
+
+
+def test_a_send_reads_its_room_with_the_host_and_only_the_game_that_has_not_ended(rose):
+    room = RoomFactory(room_id="arena")
+    ended = started_game(room)
+    game_session_end(session=ended)
+    open_game = game_session_open(room=room, mini_game=MiniGameFactory(mini_game_id="Other", name="Other"))
+
+    found, session = room_for_gifts("arena")
+
+    assert (found.pk, found.room_id, found.is_live) == (room.pk, "arena", True)
+    assert found.host.user_id == room.host.user_id
+    assert (session.pk, session.state, session.mini_game.mini_game_id) == (open_game.pk, "waiting", "Other")
+    # a waiting game does not apply its rules yet; an ended one never again
+    assert game_in_play(session) is None
+
+
+def test_a_room_without_a_game_has_none_and_an_off_air_or_unknown_room_takes_no_gifts(rose):
+    RoomFactory(room_id="quiet")
+    RoomFactory(room_id="dark", live=False)
+
+    assert room_for_gifts("quiet")[1] is None
+    for room_id in ("dark", "nowhere"):
+        with pytest.raises(RoomUnavailable):
+            room_for_gifts(room_id)
