@@ -132,7 +132,8 @@ class GamePlayer(models.Model):
 class GiftEvent(models.Model):
     """A delivered gift, numbered within its room. Written once, never changed."""
 
-    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="events")
+    # Indexed by the (room, seq) constraint and the (room, sender, -seq) index, which lead with it.
+    room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.BigIntegerField()
     msg_id = models.CharField(max_length=128)
     sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events")
@@ -159,7 +160,8 @@ class GiftEvent(models.Model):
 class HostGiftCount(models.Model):
     """The host's gift wall: how many of each gift they have received."""
 
-    host = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="gift_counts")
+    # Indexed by the (host, gift) constraint, which leads with it.
+    host = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="gift_counts", db_index=False)
     gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="+")
     count = models.PositiveBigIntegerField(default=0)
 

@@ -19,7 +19,8 @@ class RankingEntry(models.Model):
         WEEK = "week", "this week (UTC, from Monday)"
         ALL = "all", "all time"
 
-    room = models.ForeignKey("gifts.Room", on_delete=models.CASCADE, related_name="ranking_entries")
+    # Indexed by the one-row-per-sender constraint and `ranking_top`, which lead with it.
+    room = models.ForeignKey("gifts.Room", on_delete=models.CASCADE, related_name="ranking_entries", db_index=False)
     period = models.CharField(max_length=4, choices=Period.choices)
     period_key = models.CharField(max_length=20)
     profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="ranking_entries")

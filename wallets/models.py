@@ -97,7 +97,8 @@ class Entry(models.Model):
     """One leg of a transfer. Rows are written once and never updated or deleted."""
 
     transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by `entry_account_newest`, which leads with it.
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     amount = models.BigIntegerField()
     # The account's balance right after this entry (user accounts only): a statement line.
     balance_after = models.BigIntegerField(null=True, blank=True)
