@@ -1,6 +1,7 @@
 """Fan-out benchmark: V viewers in one room, R gifts/s for S seconds, Giftstream beside a bare reference.
 
     python bench/fanout.py [--viewers 1000] [--rate 200] [--seconds 30] [--server uvicorn-1]
+                           [--http-server gunicorn-2]
                            [--window-ms 100] [--viewer-processes N] [--compression deflate|none]
                            [--only both|giftstream|reference]
 
@@ -17,7 +18,8 @@ side with their ratio:
    default one per 500 viewers), each viewer reading its snapshot first. Viewers negotiate
    permessage-deflate as browsers do (`--compression none` to turn it off on both sides).
    Then a separate sender process POSTs
-   `/api/rooms/<room>/gifts/` (token auth, one rose each, senders in turn) at R gifts/s for
+   `/api/rooms/<room>/gifts/` (to the `--http-server` beside the ASGI server when given,
+   as the README's production layout serves HTTP) (token auth, one rose each, senders in turn) at R gifts/s for
    S seconds, open loop: each gift has a due time, `--connections` keep-alive connections take
    them in order, and a late start is recorded as sender lag rather than slowing the schedule.
    A gift not started by the end of the S seconds is not sent (the table says how many), so
@@ -360,6 +362,12 @@ class Target:
     port: int
     server_pid: int
     rss_mb: Callable[[], float]
+    # A server of its own for the sends (--http-server), counted in the server's CPU.
+    http_server_pid: int | None = None
+
+    def cpu_seconds(self) -> float:
+        pids = [self.server_pid] + ([self.http_server_pid] if self.http_server_pid else [])
+        return sum(group_cpu_seconds(pid) for pid in pids)
 
 
 def phase_run(
@@ -386,7 +394,7 @@ def phase_run(
     print(f"  {target.name}: {connected} of {arguments.viewers} viewers connected", flush=True)
 
     rss_idle = target.rss_mb()
-    cpu_before = group_cpu_seconds(target.server_pid)
+    cpu_before = target.cpu_seconds()
     config_path = work / f"{target.name}-sender.json"
     sender_config = dict(sender_config, out=str(work / f"{target.name}-sent.json"))
     config_path.write_text(json.dumps(sender_config))
@@ -410,7 +418,7 @@ def phase_run(
         process.stdin.flush()
     deadline = time.monotonic() + arguments.drain + 120
     results = [read_json_line(process, deadline, tag) for tag, process in viewers]
-    cpu_server = group_cpu_seconds(target.server_pid) - cpu_before
+    cpu_server = target.cpu_seconds() - cpu_before
     rss_end = target.rss_mb()
     for _tag, process in viewers:
         children.stop(process)
@@ -464,9 +472,18 @@ def giftstream_phase(
     server.start(timeout=60)
     assert server.process is not None
     target = Target("giftstream", server.port, server.process.pid, server.rss_mb)
+    servers, send_port = [server], server.port
+    if arguments.http_server:
+        # The README's production layout: HTTP on a WSGI server, websockets on the ASGI one.
+        http_server = Server(arguments.http_server, free_port(), env, log=work / "http-server.log")
+        cleanup.append(http_server.stop)
+        http_server.start(timeout=60)
+        assert http_server.process is not None
+        target.http_server_pid, send_port = http_server.process.pid, http_server.port
+        servers.append(http_server)
     config = {
         "target": "giftstream",
-        "port": server.port,
+        "port": send_port,
         "room": seeded["rooms"][0],
         "tokens": [person["token"] for person in seeded["senders"]],
         "rate": arguments.rate,
@@ -476,7 +493,8 @@ def giftstream_phase(
     try:
         return phase_run(target, arguments, children, work, config)
     finally:
-        server.stop()
+        for running in servers:
+            running.stop()
 
 
 def reference_phase(
@@ -661,6 +679,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="gifts per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long gifts are sent")
     parser.add_argument("--server", choices=ASGI_SERVERS, default="uvicorn-1")
+    parser.add_argument(
+        "--http-server", choices=["gunicorn-2"], help="send the gifts to this WSGI server; viewers stay on --server"
+    )
     parser.add_argument("--window-ms", type=int, default=int(os.environ.get("GIFT_MERGE_WINDOW_MS", "100")))
     parser.add_argument("--viewer-processes", type=int, default=0, help="default: one per 500 viewers")
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate")
