@@ -26,7 +26,7 @@ from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
 from gifts.models import FailedDelivery, GameSession, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
-from gifts.services import GiftRequest, game_in_play, game_join, gift_send, room_for_gifts
+from gifts.services import GiftRequest, game_for_gifts, game_join, gift_send, room_for_gifts
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Profile
@@ -212,7 +212,7 @@ class GiftSendApi(APIView):
                 msg_id=data["msg_id"],
                 sender=sender,
                 room=room,
-                game_session=game_in_play(session),
+                game_session=game_for_gifts(room, session),
                 gift_code=data["gift_id"],
                 value=data["value"],
                 num=data["num"],

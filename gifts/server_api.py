@@ -31,8 +31,8 @@ from gifting_site.errors import (
 )
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts.api import MAX_NUM, MAX_VALUE
-from gifts.models import GameSession, Room, ServerApp
-from gifts.services import ServerGift, game_for_gifts, game_in_play, room_for_gifts, server_gifts_send, server_topup
+from gifts.models import ServerApp
+from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
 from gifts.signatures import request_authenticate
 from wallets.services import TransferConflict, coins_account
 
@@ -187,18 +187,6 @@ def room_call_admit(room_id: str, *, now: float | None = None) -> None:
         raise RateLimited(f"rate limited: more than {settings.SERVER_API_ROOM_RATE} calls per second for this room")
 
 
-def game_of_batch(room: Room, session: GameSession | None, mini_game_id: Any) -> GameSession | None:
-    """The game whose rules the batch's gifts follow.
-
-    A named game must be running and started in the room. Without a MiniGameId, a room whose
-    game has started still applies the game's rules, exactly as the viewer API does: leaving
-    the id out must not be a way around the tiers.
-    """
-    if mini_game_id:
-        return game_for_gifts(room, session, mini_game_id)
-    return game_in_play(session)
-
-
 # --- the endpoint ------------------------------------------------------------------------------
 
 
@@ -315,7 +303,7 @@ class ServerApi(APIView):
         data = validated(SendDanmakuGiftsSerializer, body)
         room_call_admit(data["RoomId"])
         room, session = room_for_gifts(data["RoomId"])
-        game_session = game_of_batch(room, session, data.get("MiniGameId"))
+        game_session = game_for_gifts(room, session, data.get("MiniGameId"))
 
         gifts = []
         for raw, item in zip(body["GiftList"], data["GiftList"], strict=True):

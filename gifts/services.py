@@ -78,18 +78,20 @@ def room_for_gifts(room_id: str) -> tuple[Room, GameSession | None]:
     return found
 
 
-def game_for_gifts(room: Room, session: GameSession | None, mini_game_id: str) -> GameSession:
-    """The started game session a batch names (7202001 / 7206001 otherwise)."""
+def game_for_gifts(room: Room, session: GameSession | None, mini_game_id: str | None = None) -> GameSession | None:
+    """The game whose rules a send's gifts follow, given the room's open game session.
+
+    A named game must be running and started in the room (7202001 / 7206001 otherwise).
+    Without a name, a room whose game has started still applies the game's rules: leaving
+    the id out must not be a way around the tiers.
+    """
+    if not mini_game_id:
+        return session if session and session.state == GameSession.State.STARTED else None
     if session is None or session.mini_game.mini_game_id != mini_game_id:
         raise GameNotFound(f"game {mini_game_id} is not running in room {room.room_id}")
     if session.state != GameSession.State.STARTED:
         raise GameNotStarted(f"game {mini_game_id} in room {room.room_id} has not started")
     return session
-
-
-def game_in_play(session: GameSession | None) -> GameSession | None:
-    """The game whose rules a gift follows when none is named: the room's game, once started."""
-    return session if session and session.state == GameSession.State.STARTED else None
 
 
 # --- sending gifts -----------------------------------------------------------------------------
@@ -716,10 +718,7 @@ def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOu
     if sender is None:
         raise ResendRefused(f"user {failed.user_code} does not exist")
     room, session = room_for_gifts(failed.room.room_id)
-    if failed.mini_game_code:
-        game_session: GameSession | None = game_for_gifts(room, session, failed.mini_game_code)
-    else:
-        game_session = game_in_play(session)
+    game_session = game_for_gifts(room, session, failed.mini_game_code)
 
     # Claim the row with a compare-and-set on the MsgId it was last re-sent with, so two staff
     # clicks at once send one gift; a row already re-sent successfully is never sent again.

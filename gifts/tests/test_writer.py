@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from gifting_site.errors import RoomUnavailable
 from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import game_in_play, game_session_end, game_session_open, gifts_send, room_for_gifts
+from gifts.services import game_for_gifts, game_session_end, game_session_open, gifts_send, room_for_gifts
 from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, gift_request, started_game
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
@@ -164,7 +164,7 @@ def test_a_send_reads_its_room_with_the_host_and_only_the_game_that_has_not_ende
     assert found.host.user_id == room.host.user_id
     assert (session.pk, session.state, session.mini_game.mini_game_id) == (open_game.pk, "waiting", "Other")
     # a waiting game does not apply its rules yet; an ended one never again
-    assert game_in_play(session) is None
+    assert game_for_gifts(found, session) is None
 
 
 def test_a_room_without_a_game_has_none_and_an_off_air_or_unknown_room_takes_no_gifts(rose):
