@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "wallets",
     "gifts",
     "rankings",
+    "relay",
 ]
 
 MIDDLEWARE = [
@@ -131,6 +132,29 @@ SERVER_API_ROOM_RATE = env.int("SERVER_API_ROOM_RATE", default=20)
 GIFT_GROUP_COMMIT_MAX = env.int("GIFT_GROUP_COMMIT_MAX", default=100)
 if not 1 <= GIFT_GROUP_COMMIT_MAX <= 1000:
     raise ImproperlyConfigured("GIFT_GROUP_COMMIT_MAX must be between 1 and 1000.")
+
+# The game vendor (ZEGO MiniGameEngine) that relay_game_gifts delivers relayed games' gifts to.
+# Regional hosts serve too: https://mini-game-api-{sha,hkg,fra,lax,bom,sgp}.zego.im
+GAME_VENDOR_URL = env("GAME_VENDOR_URL", default="https://mini-game-api.zego.im")
+GAME_VENDOR_APP_ID = env("GAME_VENDOR_APP_ID", default="")
+if GAME_VENDOR_APP_ID and not (GAME_VENDOR_APP_ID.isdigit() and int(GAME_VENDOR_APP_ID) < 2**32):
+    raise ImproperlyConfigured("GAME_VENDOR_APP_ID must be the vendor's numeric AppId (uint32).")
+GAME_VENDOR_SERVER_SECRET = env("GAME_VENDOR_SERVER_SECRET", default="")
+GAME_VENDOR_CALLBACK_SECRET = env("GAME_VENDOR_CALLBACK_SECRET", default="")
+GAME_VENDOR_TIMEOUT_S = env.float("GAME_VENDOR_TIMEOUT_S", default=5.0)
+if not 0 < GAME_VENDOR_TIMEOUT_S <= 60:
+    raise ImproperlyConfigured("GAME_VENDOR_TIMEOUT_S must be more than 0 and at most 60.")
+GAME_VENDOR_MERGE_MS = env.int("GAME_VENDOR_MERGE_MS", default=100)
+if not 50 <= GAME_VENDOR_MERGE_MS <= 200:
+    raise ImproperlyConfigured("GAME_VENDOR_MERGE_MS must be between 50 and 200.")
+GAME_VENDOR_BATCH = env.int("GAME_VENDOR_BATCH", default=50)
+if not 1 <= GAME_VENDOR_BATCH <= 500:
+    raise ImproperlyConfigured("GAME_VENDOR_BATCH must be between 1 and 500.")
+GAME_VENDOR_MAX_ATTEMPTS = env.int("GAME_VENDOR_MAX_ATTEMPTS", default=20)
+if GAME_VENDOR_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("GAME_VENDOR_MAX_ATTEMPTS must be at least 1.")
+# How long every relay stops calling after the vendor refused our credentials or clock.
+GAME_VENDOR_PAUSE_S = env.int("GAME_VENDOR_PAUSE_S", default=30)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -72,7 +72,8 @@ class GiftAdmin(admin.ModelAdmin):
 
 @admin.register(MiniGame)
 class MiniGameAdmin(admin.ModelAdmin):
-    list_display = ["mini_game_id", "name"]
+    list_display = ["mini_game_id", "name", "relay"]
+    list_filter = ["relay"]
     search_fields = ["mini_game_id", "name"]
     inlines = [MiniGameTierInline]
 
@@ -310,7 +311,7 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
         "resend_result",
     ]
     readonly_fields = fields
-    actions = ["mark_resolved", "resend"]
+    actions = ["mark_resolved", "resend", "deliver_again"]
     change_form_template = "admin/gifts/faileddelivery/change_form.html"
 
     @admin.display(description="message")
@@ -355,8 +356,33 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
                 messages.WARNING,
             )
 
+    @admin.action(description="Deliver again to the game (vendor failures; new vendor MsgId)", permissions=["resolve"])
+    def deliver_again(self, request, queryset):
+        for failed in queryset.filter(source=FailedDelivery.Source.VENDOR):
+            self._deliver_again_one(request, failed)
+
+    def _deliver_again_one(self, request, failed):
+        # The relay app owns game deliveries; this is its one door for staff.
+        from relay.services import RedeliverRefused, failed_delivery_redeliver
+
+        try:
+            delivery = failed_delivery_redeliver(failed=failed, staff_user=request.user)
+        except RedeliverRefused as refusal:
+            self.message_user(request, f"MsgId {failed.msg_id}: not delivered again: {refusal}", messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"MsgId {failed.msg_id}: queued for the game again as {delivery.vendor_msg_id}; marked resolved.",
+            messages.SUCCESS,
+        )
+
     def get_urls(self):
         return [
+            path(
+                "<int:pk>/deliver-again/",
+                self.admin_site.admin_view(self.deliver_again_view),
+                name="gifts_faileddelivery_deliver_again",
+            ),
             path(
                 "<int:pk>/resolve/",
                 self.admin_site.admin_view(self.resolve_view),
@@ -376,6 +402,11 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
         self._row_action_check(request)
         failed = get_object_or_404(FailedDelivery.objects.select_related("room", "sender", "app"), pk=pk)
         self._resend_one(request, failed)
+        return redirect("admin:gifts_faileddelivery_change", pk)
+
+    def deliver_again_view(self, request, pk):
+        self._row_action_check(request)
+        self._deliver_again_one(request, get_object_or_404(FailedDelivery, pk=pk))
         return redirect("admin:gifts_faileddelivery_change", pk)
 
     def _row_action_check(self, request):

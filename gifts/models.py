@@ -42,6 +42,9 @@ class Gift(models.Model):
 class MiniGame(models.Model):
     mini_game_id = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=64)
+    relay = models.BooleanField(
+        default=False, help_text="deliver this game's paid gifts to the game vendor (relay_game_gifts)"
+    )
 
     def __str__(self) -> str:
         return self.mini_game_id
@@ -222,6 +225,7 @@ class FailedDelivery(models.Model):
         VIEWER_API = "viewer", "viewer API"
         SERVER_API = "server", "server API"
         STAFF = "staff", "staff re-send"
+        VENDOR = "vendor", "game vendor"
 
     source = models.CharField(max_length=10, choices=Source.choices)
     request_id = models.CharField(max_length=64)

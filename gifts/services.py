@@ -33,6 +33,7 @@ from gifts.models import (
 from gifts.results import GiftOutcome, Result
 from gifts.selectors import event_payload, game_state_payload, room_game_session
 from rankings.services import period_keys
+from relay import outbox
 from wallets.models import Account, Profile, Transfer
 from wallets.services import (
     TransferConflict,
@@ -386,6 +387,10 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
     writer.events_insert([gift.event for gift in paid])
     writer.rankings_add(dict(rankings), at=now)
     writer.gift_wall_add(dict(gift_walls))
+    # Gifts to a relayed game are owed to the game from this commit on (relay.outbox).
+    relayed = [gift.event for gift in paid if gift.request.game_session and gift.request.game_session.mini_game.relay]
+    if relayed:
+        writer.deliveries_insert([outbox.delivery_row(event) for event in relayed], at=now)
 
 
 def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:
@@ -712,6 +717,8 @@ def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOu
     The room and game are checked as the original API would (RequestError when the room is
     off air or the game is over); the sender pays as usual. A success resolves the row.
     """
+    if failed.source == FailedDelivery.Source.VENDOR:
+        raise ResendRefused("the game refused a gift that was paid for: deliver it again instead")
     if failed.room_id is None:
         raise ResendRefused("this failed delivery names no room")
     sender = failed.sender or Profile.objects.filter(user_id=failed.user_code).first()

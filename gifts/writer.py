@@ -45,6 +45,8 @@ Before the batch, each request reads its room, host and open game in one join
 - `events_insert`: the room events, one INSERT ... RETURNING their ids.
 - `rankings_add`, `gift_wall_add`: the leaderboards and the hosts' gift walls, one upsert
   each that adds in the database (`coins = coins + excluded.coins`).
+- `deliveries_insert`: the game deliveries of gifts to a relayed game (the relay's outbox,
+  see relay.models), one INSERT, so that what the game is told is exactly what committed.
 - `receipts_insert`: the settled MsgIds' receipts, last, since they name their events.
 """
 
@@ -57,6 +59,7 @@ from django.db import connection
 
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
 from rankings.models import RankingEntry
+from relay.models import GameDelivery
 from wallets.models import Account, Entry, Profile, Transfer
 
 # --- before the batch: the room a request names ------------------------------------------------
@@ -65,7 +68,7 @@ from wallets.models import Account, Entry, Profile, Transfer
 ROOM_COLUMNS = ("id", "room_id", "host_id", "title", "is_live", "current_session_id", "last_seq")
 HOST_COLUMNS = ("id", "login_id", "user_id", "nickname", "avatar", "sex")
 GAME_SESSION_COLUMNS = ("id", "room_id", "mini_game_id", "state")
-MINI_GAME_COLUMNS = ("id", "mini_game_id", "name")
+MINI_GAME_COLUMNS = ("id", "mini_game_id", "name", "relay")
 
 
 def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
@@ -103,6 +106,7 @@ def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
         )
     ]
     room.is_live = bool(room.is_live)  # SQLite answers 0 or 1
+    mini_game.relay = bool(mini_game.relay)
     room.host = host
     if session.pk is None:  # no open game: the LEFT JOIN's columns are all NULL
         return room, None
@@ -292,6 +296,22 @@ def events_insert(events: Sequence[GiftEvent]) -> None:
     for event in events:
         event.pk = ids[(event.room_id, event.seq)]
         event._state.adding, event._state.db = False, connection.alias
+
+
+DELIVERY_COLUMNS = ("event_id", "room_id", "mini_game_id", "seq", "vendor_msg_id", "item", "status", "attempts")
+
+
+def deliveries_insert(rows: Sequence[tuple[Any, ...]], *, at: datetime.datetime) -> None:
+    """Insert pending game deliveries, given in DELIVERY_COLUMNS order without the columns that start empty.
+
+    `item` is JSON text: on PostgreSQL it travels in a text array cast to jsonb.
+    """
+    created_at = _datetime(at)
+    _insert(
+        GameDelivery,
+        (*DELIVERY_COLUMNS, "message", "request_id", "created_at"),
+        [(*row, GameDelivery.Status.PENDING.value, 0, "", "", created_at) for row in rows],
+    )
 
 
 RECEIPT_COLUMNS = (

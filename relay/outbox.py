@@ -1,0 +1,52 @@
+"""What the gift transaction writes for the relay: the one narrow door from gifts into this app.
+
+`gifts.services` calls `delivery_row` for each paid gift of a relayed game and writes the
+rows with the rest of the batch (gifts.writer.deliveries_insert).
+"""
+
+import json
+import secrets
+from typing import Any
+
+from gifts.models import GiftEvent
+
+# ZEGO's limits on what a GiftList item carries.
+NICKNAME_MAX = 32
+
+
+def vendor_msg_id_new(event_id: int) -> str:
+    """A MsgId for one delivery: ZEGO allows 64 of [0-9A-Za-z_-], unique per AppId.
+
+    The random part keeps it unique when another database (a staging copy, a restored
+    backup) numbers its events the same way under the same AppId.
+    """
+    return f"gs{event_id}-{secrets.token_hex(6)}"
+
+
+def delivery_item(event: GiftEvent) -> dict[str, Any]:
+    """The GiftList item for this gift, without its MsgId, as SendDanmakuGifts takes it."""
+    sender = event.sender
+    return {
+        "UserInfo": {
+            "UserId": sender.user_id,
+            "Nickname": (sender.nickname or sender.user_id)[:NICKNAME_MAX],
+            "Avatar": sender.avatar,
+            "Sex": sender.sex,
+        },
+        "GiftInfo": {"GiftId": event.gift.gift_id, "Value": event.value, "Num": event.num},
+        "Timestamp": int(event.created_at.timestamp() * 1000),
+        "ReceiverId": event.receiver.user_id,
+    }
+
+
+def delivery_row(event: GiftEvent) -> tuple[Any, ...]:
+    """A pending delivery of a saved event, in gifts.writer.DELIVERY_COLUMNS order (without the defaults)."""
+    session = event.game_session
+    return (
+        event.pk,
+        event.room_id,
+        session.mini_game_id,
+        event.seq,
+        vendor_msg_id_new(event.pk),
+        json.dumps(delivery_item(event)),
+    )
