@@ -68,6 +68,10 @@ class RateLimited(RequestError):
     code, http_status, default_message = 7200005, 429, "rate limited"
 
 
+class SendNotFound(RequestError):
+    code, http_status, default_message = 10010, 404, "no gift was sent with this msg_id"
+
+
 class ServiceUnavailable(RequestError):
     """The database or Redis could not be reached. SPEC section 3 has no code of its own for
     this, so it answers 10005 (unexpected server error, nothing charged) with HTTP 503."""

@@ -7,6 +7,7 @@ from gifting_site.health import HealthApi
 from gifts import api as gifts_api
 from gifts import server_api
 from gifts import views as gifts_views
+from relay import api as relay_api
 from wallets import api as wallets_api
 
 register_converter(PublicIdConverter, "public_id")
@@ -14,6 +15,7 @@ register_converter(PublicIdConverter, "public_id")
 api_patterns = [
     path("auth/token/", wallets_api.TokenObtainApi.as_view(), name="token"),
     path("me/", wallets_api.MeApi.as_view(), name="me"),
+    path("me/sends/<path:msg_id>/", gifts_api.SendDetailApi.as_view(), name="send-detail"),
     path("wallet/entries/", wallets_api.EntryListApi.as_view(), name="wallet-entries"),
     path("gifts/", gifts_api.GiftListApi.as_view(), name="gift-list"),
     path("ws-ticket/", gifts_api.WsTicketApi.as_view(), name="ws-ticket"),
@@ -24,6 +26,7 @@ api_patterns = [
     path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),
     path("hosts/<public_id:user_id>/gifts/", gifts_api.HostGiftWallApi.as_view(), name="host-gift-wall"),
     path("v1/", server_api.ServerApi.as_view(), name="server-api"),
+    path("v1/callbacks/minigame/", relay_api.GameReportCallbackApi.as_view(), name="minigame-callback"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

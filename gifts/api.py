@@ -21,10 +21,10 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from gifting_site.cache import window_count
-from gifting_site.errors import RoomUnavailable, error_body, error_responses
+from gifting_site.errors import RoomUnavailable, SendNotFound, error_body, error_responses
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
-from gifts.models import FailedDelivery, GameSession, Room
+from gifts.models import FailedDelivery, GameSession, GiftReceipt, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
 from gifts.services import GiftRequest, game_for_gifts, game_join, gift_send, room_for_gifts
 from rankings.models import RankingEntry
@@ -223,6 +223,48 @@ class GiftSendApi(APIView):
             )
         )
         return outcome_response(outcome)
+
+
+@extend_schema_serializer(component_name="GameDelivery")
+class GameDeliverySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["not_relayed", "pending", "delivered", "failed", "cancelled"],
+        help_text="not_relayed: the gift's game is not relayed to the game vendor, or the gift was refused",
+    )
+    attempts = serializers.IntegerField(help_text="calls to the game vendor that carried the gift")
+    code = serializers.IntegerField(allow_null=True, help_text="the vendor's last code or Result")
+    message = serializers.CharField(allow_blank=True)
+    vendor_msg_id = serializers.CharField(allow_null=True, help_text="the MsgId the game knows the gift by")
+    delivered_at = serializers.DateTimeField(allow_null=True)
+
+
+class SendDetailApi(APIView):
+    """What became of one of the caller's sends: the stored result, and whether the game got it."""
+
+    @extend_schema_serializer(component_name="SendDetail")
+    class OutputSerializer(serializers.Serializer):
+        msg_id = serializers.CharField()
+        result = serializers.IntegerField(help_text="0, or the per-gift code it was refused with")
+        message = serializers.CharField()
+        coins_balance = serializers.IntegerField(allow_null=True, help_text="the sender's coins after the gift")
+        event = EventSerializer(allow_null=True, help_text="the room event, for a gift that was sent")
+        delivery = GameDeliverySerializer(help_text="what the game vendor made of the gift (game relay)")
+        refunded = serializers.BooleanField()
+
+    @extend_schema(
+        parameters=[path_parameter("msg_id", "the msg_id the gift was sent with", "demo-1")],
+        responses={200: OutputSerializer, **error_responses(401, 403, 404, 503)},
+    )
+    def get(self, request, msg_id: str):
+        sender = profile_for_user(request.user)
+        receipt = (
+            GiftReceipt.objects.filter(scope=f"user:{sender.pk}", msg_id=msg_id)
+            .select_related("event__sender", "event__receiver", "event__gift")
+            .first()
+        )
+        if receipt is None:
+            raise SendNotFound(f"no gift was sent with msg_id {msg_id}")
+        return Response(selectors.send_detail(receipt))
 
 
 class RoomDetailApi(APIView):

@@ -53,6 +53,12 @@ def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
     _hand_to_publisher(lambda publisher: publisher.publish_soon(room_id, message))
 
 
+def game_deliveries_failed(room_id: str, failed: list[dict[str, Any]]) -> None:
+    """Gifts of the room the game would not take, [{seq, code, message}]: one message per relay call."""
+    message = {"type": "room.delivery", "room_id": room_id, "failed": failed}
+    _hand_to_publisher(lambda publisher: publisher.publish_soon(room_id, message))
+
+
 # --- the per-process publisher ------------------------------------------------------------------
 
 

@@ -208,9 +208,14 @@ class RoomHub:
                     feed.pending[event["seq"]] = event
             self._release(feed)
         elif kind == "room.game":
-            text = dumps({"type": "game", "room_id": feed.room_id, "game": message["game"]})
-            for socket in list(feed.sockets):
-                socket.offer_text(text)
+            self._send_all(feed, {"type": "game", "room_id": feed.room_id, "game": message["game"]})
+        elif kind == "room.delivery":
+            self._send_all(feed, {"type": "delivery", "room_id": feed.room_id, "failed": message["failed"]})
+
+    def _send_all(self, feed: RoomFeed, message: dict[str, Any]) -> None:
+        text = dumps(message)
+        for socket in list(feed.sockets):
+            socket.offer_text(text)
 
     def _release(self, feed: RoomFeed) -> None:
         if feed.released is None:

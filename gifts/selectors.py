@@ -4,7 +4,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from gifts.models import GameSession, Gift, GiftEvent, HostGiftCount, Room
+from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
+from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
 
 # How many events a client may ask to replay at once, and how many a snapshot carries.
 REPLAY_LIMIT = 500
@@ -107,3 +108,45 @@ def host_gift_wall(host_id: int) -> list[dict[str, Any]]:
         .order_by("gift__sort_order", "gift__gift_id")
     )
     return [{**gift_payload(row.gift), "count": row.count} for row in counts]
+
+
+def send_detail(receipt: GiftReceipt) -> dict[str, Any]:
+    """A settled send as its sender sees it: its result, its event, and its game delivery."""
+    event = receipt.event
+    delivery = deliveries_of([event.pk]).get(event.pk) if event else None
+    return {
+        "msg_id": receipt.msg_id,
+        "result": receipt.result,
+        "message": receipt.message,
+        "coins_balance": receipt.coins_balance,
+        "event": event_payload(event) if event else None,
+        "delivery": delivery_payload(delivery),
+        # No gift can be refunded yet; refunds (SPEC section 10) will set this.
+        "refunded": False,
+    }
+
+
+def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
+    """DescribeDanmakuMsgResults: each MsgId's billing result and game delivery, in the order asked.
+
+    Only settled MsgIds have a result; one never sent, still in flight or refused without
+    being settled (10005, 10006, 10008) answers 10010, as a MsgId that was never seen.
+    """
+    receipts = {receipt.msg_id: receipt for receipt in GiftReceipt.objects.filter(scope=scope, msg_id__in=set(msg_ids))}
+    deliveries = deliveries_of(receipt.event_id for receipt in receipts.values() if receipt.event_id)
+    described = []
+    for msg_id in msg_ids:
+        receipt = receipts.get(msg_id)
+        if receipt is None:
+            described.append({"MsgId": msg_id, "Result": 10010, "Msg": "MsgId not found", "Delivery": None})
+            continue
+        delivery = delivery_payload(deliveries.get(receipt.event_id))
+        described.append(
+            {
+                "MsgId": msg_id,
+                "Result": receipt.result,
+                "Msg": receipt.message,
+                "Delivery": {"Status": delivery["status"], "Code": delivery["code"], "Message": delivery["message"]},
+            }
+        )
+    return described

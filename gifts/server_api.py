@@ -32,6 +32,7 @@ from gifting_site.errors import (
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts.api import MAX_NUM, MAX_VALUE
 from gifts.models import ServerApp
+from gifts.selectors import sends_describe
 from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
 from gifts.signatures import request_authenticate
 from wallets.services import TransferConflict, coins_account
@@ -42,7 +43,8 @@ logger = logging.getLogger(__name__)
 MAX_GIFTS_PER_CALL = 100
 MAX_TOPUP = 100_000_000
 SUCCEED = "succeed"
-ACTIONS = ("SendDanmakuGifts", "TopUp")
+ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults")
+MAX_DESCRIBED = 100
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 
@@ -101,14 +103,36 @@ class TopUpSerializer(serializers.Serializer):
         return UserInfoSerializer().validate_UserId(value)
 
 
+class DescribeDanmakuMsgResultsSerializer(serializers.Serializer):
+    MsgIdList = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=128),
+        allow_empty=False,
+        max_length=MAX_DESCRIBED,
+        help_text="MsgIds this app sent",
+    )
+
+
+class DescribedDeliverySerializer(serializers.Serializer):
+    Status = serializers.CharField(help_text="not_relayed, pending, delivered, failed or cancelled")
+    Code = serializers.IntegerField(allow_null=True, help_text="the game vendor's last code or Result")
+    Message = serializers.CharField(allow_blank=True)
+
+
 class GiftResultSerializer(serializers.Serializer):
-    Result = serializers.IntegerField(help_text="0, 10003, 10004, 10005, 10006, 10007 or 10008")
+    Result = serializers.IntegerField(
+        help_text="0, 10003, 10004, 10005, 10006, 10007 or 10008; DescribeDanmakuMsgResults: 10010 not found"
+    )
     Msg = serializers.CharField()
     MsgId = serializers.CharField()
+    Delivery = DescribedDeliverySerializer(
+        allow_null=True,
+        required=False,
+        help_text="DescribeDanmakuMsgResults only: the game delivery; null if not found",
+    )
 
 
-class SendDanmakuGiftsDataSerializer(serializers.Serializer):
-    Results = GiftResultSerializer(many=True, help_text="one per gift, in GiftList order")
+class GiftResultsDataSerializer(serializers.Serializer):
+    Results = GiftResultSerializer(many=True, help_text="one per gift, in GiftList (or MsgIdList) order")
 
 
 class TopUpDataSerializer(serializers.Serializer):
@@ -122,7 +146,7 @@ class ServerApiAnswerSerializer(serializers.Serializer):
     RequestId = serializers.CharField()
     Data = PolymorphicProxySerializer(
         component_name="ServerApiData",
-        serializers=[SendDanmakuGiftsDataSerializer, TopUpDataSerializer],
+        serializers=[GiftResultsDataSerializer, TopUpDataSerializer],
         resource_type_field_name=None,
         required=False,
         help_text="present when Code is 0",
@@ -225,19 +249,20 @@ class ServerApi(APIView):
 
     @extend_schema(
         operation_id="server_api",
-        summary="SendDanmakuGifts / TopUp (server API, signed)",
+        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults (server API, signed)",
         description=(
             "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
             "Code != 0 is a request-level refusal (7200001 auth, 7200002 stale or replayed, 7200003 malformed, "
             "7200004 room, 7200005 rate, 7202001/7202002/7206001 game, 10005 database or Redis unavailable) "
             "and records nothing. "
-            "SendDanmakuGifts answers one Result per gift in GiftList order."
+            "SendDanmakuGifts answers one Result per gift in GiftList order; DescribeDanmakuMsgResults "
+            "answers each MsgId's stored Result (10010 when not found) and its game Delivery."
         ),
         parameters=SIGNING_PARAMETERS,
         auth=[],
         request=PolymorphicProxySerializer(
             component_name="ServerApiRequest",
-            serializers=[SendDanmakuGiftsSerializer, TopUpSerializer],
+            serializers=[SendDanmakuGiftsSerializer, TopUpSerializer, DescribeDanmakuMsgResultsSerializer],
             resource_type_field_name=None,
         ),
         responses={200: ServerApiAnswerSerializer},
@@ -259,9 +284,11 @@ class ServerApi(APIView):
                     ],
                 },
             ),
+            OpenApiExample("DescribeDanmakuMsgResults", request_only=True, value={"MsgIdList": ["445623452643416236"]}),
             OpenApiExample(
                 "TopUp", request_only=True, value={"UserId": "user1", "Amount": 500, "Reference": "pay-20240101-0001"}
             ),
+            OpenApiExample("DescribeDanmakuMsgResults", request_only=True, value={"MsgIdList": ["445623452643416236"]}),
             OpenApiExample(
                 "SendDanmakuGifts answer",
                 response_only=True,
@@ -283,6 +310,8 @@ class ServerApi(APIView):
                 data = self.send_danmaku_gifts(app, json_body(request), request_id)
             elif action == "TopUp":
                 data = self.top_up(app, json_body(request))
+            elif action == "DescribeDanmakuMsgResults":
+                data = self.describe(app, json_body(request))
             else:
                 raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
         except BACKEND_UNAVAILABLE as error:
@@ -340,6 +369,10 @@ class ServerApi(APIView):
                 f"Reference: {data['Reference']} was already used for a different UserId or Amount"
             ) from None
         return {"UserId": profile.user_id, "Balance": coins_account(profile).balance}
+
+    def describe(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(DescribeDanmakuMsgResultsSerializer, body)
+        return {"Results": sends_describe(scope=f"app:{app.app_id}", msg_ids=data["MsgIdList"])}
 
     def options(self, request, *args, **kwargs):
         """Not DRF's metadata: a business server gets ZEGO's shape whatever it sends."""

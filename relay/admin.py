@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from relay.models import GameDelivery, RelayHealth, RelayRoom
-from relay.services import RedeliverRefused, delivery_redeliver, relay_resume
+from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
+from relay.services import RedeliverRefused, delivery_redeliver, relay_health, relay_resume
 from wallets.admin import ReadOnlyAdmin
 
 
@@ -82,6 +82,10 @@ class RelayHealthAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     actions = ["resume"]
 
+    def get_queryset(self, request):
+        relay_health()  # the one row exists before any relay has run, so staff always see it
+        return super().get_queryset(request)
+
     @admin.display(description="state")
     def state(self, health):
         if health.paused_until and health.paused_until > timezone.now():
@@ -109,3 +113,19 @@ class RelayHealthAdmin(ReadOnlyAdmin):
 class RelayRoomAdmin(ReadOnlyAdmin):
     list_display = ["room", "next_call_at", "lease_owner", "lease_until", "failures"]
     list_select_related = ["room"]
+
+
+@admin.register(GameReport)
+class GameReportAdmin(ReadOnlyAdmin):
+    """The vendor's game reports, as received: which session each started or ended, and its settlement."""
+
+    list_display = ["received_at", "report_id", "report_type", "room", "mini_game", "round_id", "session"]
+    list_filter = ["report_type", "mini_game"]
+    search_fields = ["report_id", "round_id", "room__room_id"]
+    list_select_related = ["room", "mini_game", "session"]
+    fields = ["received_at", "report_id", "report_type", "room", "mini_game", "round_id", "session", "data_pretty"]
+    readonly_fields = fields
+
+    @admin.display(description="Data")
+    def data_pretty(self, report):
+        return format_html("<pre>{}</pre>", json.dumps(report.data, indent=2, ensure_ascii=False))

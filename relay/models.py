@@ -97,3 +97,27 @@ class RelayHealth(models.Model):
 
     def __str__(self) -> str:
         return "game relay"
+
+
+class GameReport(models.Model):
+    """A game report the vendor called back with (game started, settlement), kept once per ReportId."""
+
+    class ReportType(models.IntegerChoices):
+        STARTED = 1, "game started"
+        SETTLEMENT = 2, "settlement"
+
+    report_id = models.CharField(max_length=128, unique=True)
+    report_type = models.PositiveSmallIntegerField(choices=ReportType.choices)
+    room = models.ForeignKey("gifts.Room", on_delete=models.PROTECT, related_name="+")
+    mini_game = models.ForeignKey("gifts.MiniGame", on_delete=models.PROTECT, related_name="+")
+    round_id = models.CharField(max_length=128, blank=True)
+    # The game session the report started or ended (the settlement is `data`).
+    session = models.ForeignKey("gifts.GameSession", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    data = models.JSONField(null=True, blank=True, help_text="the report's Data, as sent")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.report_id} ({self.get_report_type_display()})"

@@ -22,20 +22,23 @@ import socket
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from django import db
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from gifts.models import FailedDelivery
+from gifting_site.errors import RoomUnavailable
+from gifts import broadcast
+from gifts.models import FailedDelivery, GameSession, MiniGame, Room
+from gifts.selectors import room_game_session
+from gifts.services import game_session_end, game_session_open, game_session_start
 from relay import vendor
-from relay.models import GameDelivery, RelayHealth, RelayRoom
+from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
 from relay.outbox import vendor_msg_id_new
 from relay.vendor import AnswerKind, CallAnswer
 
@@ -229,7 +232,7 @@ class Relay:
         delivered: list[int] = []
         retried: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         failed: list[tuple[GameDelivery, int, str]] = []
-        for delivery in still_pending.values():
+        for delivery in (still_pending[sent.pk] for sent in batch if sent.pk in still_pending):  # seq order
             delivery.attempts += 1
             delivery.request_id = answer.request_id
             code, message = _delivery_answer(delivery, answer)
@@ -307,9 +310,11 @@ def _is_final(answer: CallAnswer, code: int) -> bool:
     return answer.kind is AnswerKind.RESULTS and code != vendor.RESULT_IN_PROGRESS
 
 
-def _deliveries_fail(failed: Iterable[tuple[GameDelivery, int, str]]) -> None:
-    """Mark deliveries failed and put each in the failed-delivery queue for staff."""
+def _deliveries_fail(failed: list[tuple[GameDelivery, int, str]]) -> None:
+    """Mark deliveries failed, put each in the failed-delivery queue for staff, and tell the room."""
+    by_room: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for delivery, code, message in failed:
+        by_room[delivery.room.room_id].append({"seq": delivery.seq, "code": code, "message": message[:300]})
         event = delivery.event
         failure = FailedDelivery.objects.create(
             source=FailedDelivery.Source.VENDOR,
@@ -336,6 +341,12 @@ def _deliveries_fail(failed: Iterable[tuple[GameDelivery, int, str]]) -> None:
             delivery.vendor_msg_id,
             code,
             message,
+        )
+    for room_id, room_failed in by_room.items():
+        # robust: the failure is recorded either way; a viewer who missed the message sees no effect, as before.
+        transaction.on_commit(
+            lambda room_id=room_id, room_failed=room_failed: broadcast.game_deliveries_failed(room_id, room_failed),
+            robust=True,
         )
 
 
@@ -377,3 +388,64 @@ def failed_delivery_redeliver(*, failed: FailedDelivery, staff_user: Any) -> Gam
 def relay_resume() -> None:
     """Lift a pause now (staff fixed the credentials or the clock): the relays call again at once."""
     RelayHealth.objects.filter(pk=relay_health().pk).update(paused_until=None)
+
+
+# --- the vendor's game reports (callbacks) -------------------------------------------------------
+
+
+def game_report_receive(
+    *, report_id: str, report_type: int, room_id: str, mini_game_id: str, round_id: str, data: Any
+) -> tuple[GameReport, bool]:
+    """Apply a game report once: 1 starts the room's session of the game, 2 ends it.
+
+    Returns the report and whether this call applied it; the same ReportId again changes
+    nothing. Viewers get the `game` message of each change (gifts.services). An unknown
+    room or game raises RoomUnavailable (7200004).
+    """
+    room = Room.objects.filter(room_id=room_id).first()
+    mini_game = MiniGame.objects.filter(mini_game_id=mini_game_id).first()
+    if room is None or mini_game is None:
+        raise RoomUnavailable(f"room {room_id} or game {mini_game_id} not found")
+    if (known := GameReport.objects.filter(report_id=report_id).first()) is not None:
+        return known, False
+    try:
+        with transaction.atomic():
+            # The report row first: a copy arriving at the same moment waits on its unique
+            # ReportId and then fails, instead of applying the report a second time.
+            report = GameReport.objects.create(
+                report_id=report_id,
+                report_type=report_type,
+                room=room,
+                mini_game=mini_game,
+                round_id=round_id,
+                data=data,
+            )
+            # One report of a room at a time: they open and close its one open session.
+            Room.objects.select_for_update().filter(pk=room.pk).first()
+            if report_type == GameReport.ReportType.STARTED:
+                report.session = _game_started(room, mini_game)
+            else:
+                report.session = _game_settled(room, mini_game)
+            report.save(update_fields=["session"])
+    except IntegrityError:
+        return GameReport.objects.get(report_id=report_id), False
+    return report, True
+
+
+def _game_started(room: Room, mini_game: MiniGame) -> GameSession:
+    session = room_game_session(room)
+    if session is not None and session.mini_game_id != mini_game.pk:
+        game_session_end(session=session)  # the vendor says another game runs now
+        session = None
+    if session is None:
+        session = game_session_open(room=room, mini_game=mini_game)
+    if session.state == GameSession.State.WAITING:
+        session = game_session_start(session=session)
+    return session
+
+
+def _game_settled(room: Room, mini_game: MiniGame) -> GameSession | None:
+    session = room_game_session(room)
+    if session is None or session.mini_game_id != mini_game.pk:
+        return None  # already over: the report is kept, nothing changes
+    return game_session_end(session=session)

@@ -74,3 +74,27 @@ def test_seed_demo_options(capsys):
     assert ServerApp.objects.get(app_id="42").secret == "shh"
     assert get_user_model().objects.get(username="admin").is_superuser
     assert "room123" in capsys.readouterr().out
+
+
+def test_seed_demo_relay_marks_tiny_love_war_relayed_and_its_gifts_owe_the_game(client, capsys):
+    from relay.models import GameDelivery
+
+    call_command("seed_demo")
+    assert not MiniGame.objects.get(mini_game_id="TinyLoveWar").relay
+    call_command("seed_demo", relay=True)
+    assert MiniGame.objects.get(mini_game_id="TinyLoveWar").relay
+    assert "relayed to the game vendor" in capsys.readouterr().out
+
+    token = client.post(
+        "/api/auth/token/", {"username": "user1", "password": "demo-pass"}, content_type="application/json"
+    ).json()["token"]
+    headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    client.post("/api/rooms/room123/game/join/", **headers)
+    sent = client.post(
+        "/api/rooms/room123/gifts/",
+        {"gift_id": "g1", "msg_id": "demo-relay-1", "value": 10},
+        content_type="application/json",
+        **headers,
+    )
+    assert sent.status_code == 201
+    assert GameDelivery.objects.get().status == "pending"

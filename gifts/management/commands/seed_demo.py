@@ -30,13 +30,19 @@ class Command(BaseCommand):
         parser.add_argument("--password", default="demo-pass", help="password of every seeded person")
         parser.add_argument("--app-id", default="1000001")
         parser.add_argument("--app-secret", default="demo-secret")
+        parser.add_argument(
+            "--relay", action="store_true", help="relay TinyLoveWar's gifts to the game vendor (relay_game_gifts)"
+        )
 
-    def handle(self, *args, password: str, app_id: str, app_secret: str, **options):
+    def handle(self, *args, password: str, app_id: str, app_secret: str, relay: bool = False, **options):
         with transaction.atomic():
             gifts = {
                 gift_id: self._gift(gift_id, name, price, fmt, order) for gift_id, name, price, fmt, order in GIFTS
             }
             game, _ = MiniGame.objects.get_or_create(mini_game_id="TinyLoveWar", defaults={"name": "Tiny Love War"})
+            if relay and not game.relay:
+                MiniGame.objects.filter(pk=game.pk).update(relay=True)
+                game.relay = True
             for value, effect in ((10, "soldier"), (66, "general")):
                 ValueTier.objects.get_or_create(
                     mini_game=game, gift=gifts["g1"], value=value, defaults={"effect": effect}
@@ -62,7 +68,8 @@ class Command(BaseCommand):
 
         self.stdout.write("Demo data ready:")
         self.stdout.write("  gifts: " + ", ".join(f"{g.gift_id} {g.name} ({g.price} coins)" for g in gifts.values()))
-        self.stdout.write("  game TinyLoveWar: g1 Value 10 -> soldier, Value 66 -> general")
+        relayed = ", relayed to the game vendor" if game.relay else ""
+        self.stdout.write(f"  game TinyLoveWar: g1 Value 10 -> soldier, Value 66 -> general{relayed}")
         self.stdout.write("  room123 hosted by anchor111, live, TinyLoveWar started")
         self.stdout.write("  room456 hosted by anchor222, live, no game")
         for user_id, _ in VIEWERS:
