@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from gifting_site.errors import RoomUnavailable
 from gifts import broadcast
-from gifts.models import FailedDelivery, GameSession, MiniGame, Room
+from gifts.models import FailedDelivery, GameSession, GiftEvent, MiniGame, Room
 from gifts.selectors import room_game_session
 from gifts.services import game_session_end, game_session_open, game_session_start
 from relay import vendor
@@ -73,6 +73,13 @@ def retry_backoff(failures: int) -> datetime.timedelta:
 def relay_health() -> RelayHealth:
     health, _ = RelayHealth.objects.get_or_create(pk=RelayHealth.ID)
     return health
+
+
+def _health_update(**changes: Any) -> None:
+    """Change the one health row, making it the first time: one statement on every later call."""
+    if not RelayHealth.objects.filter(pk=RelayHealth.ID).update(**changes):
+        relay_health()
+        RelayHealth.objects.filter(pk=RelayHealth.ID).update(**changes)
 
 
 @dataclass(frozen=True)
@@ -170,9 +177,11 @@ class Relay:
 
     def _room_serve(self, room_id: int) -> AnswerKind | None:
         """Send the room's oldest pending deliveries in one call and record the answer."""
+        # The public ids come as annotations: a call of 50 gifts builds 50 objects, not 150.
         pending = list(
             GameDelivery.objects.filter(room_id=room_id, status=GameDelivery.Status.PENDING)
-            .select_related("room", "mini_game")
+            .only("id", "event_id", "room_id", "mini_game_id", "seq", "vendor_msg_id", "item", "attempts")
+            .annotate(room_code=F("room__room_id"), game_code=F("mini_game__mini_game_id"))
             .order_by("seq")[: settings.GAME_VENDOR_BATCH]
         )
         # One call names one game: a room that changed games sends the older game's gifts first.
@@ -183,15 +192,15 @@ class Relay:
             return None
         answer = vendor.danmaku_gifts_send(
             self.session,
-            room_id=batch[0].room.room_id,
-            mini_game_id=batch[0].mini_game.mini_game_id,
+            room_id=batch[0].room_code,
+            mini_game_id=batch[0].game_code,
             gift_list=[{**delivery.item, "MsgId": delivery.vendor_msg_id} for delivery in batch],
         )
         logger.log(
             logging.ERROR if answer.kind is AnswerKind.PAUSE else logging.INFO,
             "game relay call room=%s game=%s items=%d attempt=%d answer=%s code=%s request_id=%s ms=%d: %s",
-            batch[0].room.room_id,
-            batch[0].mini_game.mini_game_id,
+            batch[0].room_code,
+            batch[0].game_code,
             len(batch),
             max(delivery.attempts for delivery in batch) + 1,
             answer.kind.value,
@@ -208,7 +217,7 @@ class Relay:
         now = timezone.now()
         if answer.kind is AnswerKind.PAUSE:
             # Our credentials or clock: nothing the gifts did. They wait, and count no attempt.
-            RelayHealth.objects.filter(pk=relay_health().pk).update(
+            _health_update(
                 paused_until=now + datetime.timedelta(seconds=settings.GAME_VENDOR_PAUSE_S),
                 pause_code=answer.code,
                 pause_message=answer.message,
@@ -219,20 +228,18 @@ class Relay:
             return
 
         # Only deliveries still pending: a relay whose claim lapsed mid-call may answer late.
-        still_pending = {
-            delivery.pk: delivery
-            # of=self: lock only the deliveries, never the rooms and people joined in, which gifts lock.
-            for delivery in GameDelivery.objects.select_for_update(of=("self",))
+        still_pending = set(
+            GameDelivery.objects.select_for_update()
             .filter(pk__in=[delivery.pk for delivery in batch], status=GameDelivery.Status.PENDING)
-            .select_related("event__sender", "event__gift", "event__receiver", "room", "mini_game")
-        }
+            .values_list("pk", flat=True)
+        )
         GameDelivery.objects.filter(pk__in=still_pending).update(
             attempts=F("attempts") + 1, last_attempt_at=now, request_id=answer.request_id
         )
         delivered: list[int] = []
         retried: dict[tuple[int | None, str], list[int]] = defaultdict(list)
         failed: list[tuple[GameDelivery, int, str]] = []
-        for delivery in (still_pending[sent.pk] for sent in batch if sent.pk in still_pending):  # seq order
+        for delivery in (delivery for delivery in batch if delivery.pk in still_pending):  # seq order
             delivery.attempts += 1
             delivery.request_id = answer.request_id
             code, message = _delivery_answer(delivery, answer)
@@ -257,7 +264,7 @@ class Relay:
             health_changes = {"last_error_at": now, "last_error": f"{answer.code}: {answer.message}"[:300]}
         else:
             health_changes = {"last_success_at": now}
-        RelayHealth.objects.filter(pk=relay_health().pk).update(**health_changes)
+        _health_update(**health_changes)
 
         if retried:
             failures = RelayRoom.objects.get(room_id=room_id).failures + 1
@@ -312,17 +319,20 @@ def _is_final(answer: CallAnswer, code: int) -> bool:
 
 def _deliveries_fail(failed: list[tuple[GameDelivery, int, str]]) -> None:
     """Mark deliveries failed, put each in the failed-delivery queue for staff, and tell the room."""
+    events = GiftEvent.objects.select_related("sender", "gift", "receiver").in_bulk(
+        [delivery.event_id for delivery, _, _ in failed]
+    )
     by_room: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for delivery, code, message in failed:
-        by_room[delivery.room.room_id].append({"seq": delivery.seq, "code": code, "message": message[:300]})
-        event = delivery.event
+        by_room[delivery.room_code].append({"seq": delivery.seq, "code": code, "message": message[:300]})
+        event = events[delivery.event_id]
         failure = FailedDelivery.objects.create(
             source=FailedDelivery.Source.VENDOR,
             request_id=delivery.request_id,
             sender=event.sender,
             user_code=event.sender.user_id,
-            room=delivery.room,
-            mini_game_code=delivery.mini_game.mini_game_id,
+            room_id=delivery.room_id,
+            mini_game_code=delivery.game_code,
             msg_id=event.msg_id,
             gift_code=event.gift.gift_id,
             receiver_code=event.receiver.user_id,
@@ -337,7 +347,7 @@ def _deliveries_fail(failed: list[tuple[GameDelivery, int, str]]) -> None:
         )
         logger.warning(
             "game delivery failed room=%s vendor_msg_id=%s code=%s: %s",
-            delivery.room.room_id,
+            delivery.room_code,
             delivery.vendor_msg_id,
             code,
             message,
@@ -387,7 +397,7 @@ def failed_delivery_redeliver(*, failed: FailedDelivery, staff_user: Any) -> Gam
 
 def relay_resume() -> None:
     """Lift a pause now (staff fixed the credentials or the clock): the relays call again at once."""
-    RelayHealth.objects.filter(pk=relay_health().pk).update(paused_until=None)
+    _health_update(paused_until=None)
 
 
 # --- the vendor's game reports (callbacks) -------------------------------------------------------

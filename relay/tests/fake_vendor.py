@@ -62,6 +62,8 @@ class FakeVendor:
         self.content_changed: list[str] = []
         # Per UserId, the Result the game gives their gifts (say 10003, user not in game).
         self.user_results: dict[str, tuple[int, str]] = {}
+        # MsgId -> (wall-clock time it first arrived, its Timestamp in ms): what bench/relay.py reads at /stats.
+        self.first_seen: dict[str, tuple[float, int]] = {}
         self.in_flight: dict[str, int] = {}
         self.overlaps: list[str] = []  # rooms called twice at once
         self.lock = threading.Lock()
@@ -108,13 +110,23 @@ class FakeVendor:
                 self.end_headers()
                 self.wfile.write(content)
 
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                with vendor.lock:
+                    stats = {"calls": len(vendor.calls), "first_seen": vendor.first_seen}
+                content = json.dumps(stats).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
             def log_message(self, format, *args):
                 pass
 
         return Handler
 
     def answer(self, path: str, body: bytes) -> tuple[int, Any]:
-        started = time.monotonic()
+        started, arrived = time.monotonic(), time.time()
         scripted = self.script.popleft() if self.script else Scripted()
         request_id = uuid.uuid4().hex
         query = {name: values[-1] for name, values in parse_qs(urlsplit(path).query).items()}
@@ -131,6 +143,10 @@ class FakeVendor:
             if scripted.delay_s:
                 time.sleep(scripted.delay_s)
             status, payload = self._decide(query, request, scripted, request_id)
+            if isinstance(payload, dict) and payload.get("Code") == 0:
+                with self.lock:
+                    for item in request["GiftList"]:
+                        self.first_seen.setdefault(item["MsgId"], (arrived, item["Timestamp"]))
         finally:
             with self.lock:
                 self.in_flight[room_id] -= 1
