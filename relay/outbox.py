@@ -5,13 +5,17 @@ rows with the rest of the batch (gifts.writer.deliveries_insert).
 """
 
 import json
+import re
 import secrets
 from typing import Any
 
 from gifts.models import GiftEvent
 
-# ZEGO's limits on what a GiftList item carries.
+# ZEGO's limits on what a GiftList item carries. Its documentation allows letters and
+# digits in a UserId; `_` and `-` are let through as in its MsgIds.
 NICKNAME_MAX = 32
+VENDOR_USER_ID = re.compile(r"[0-9A-Za-z_-]{1,48}")
+AVATAR_MAX = 1024
 
 
 def vendor_msg_id_new(event_id: int) -> str:
@@ -50,3 +54,17 @@ def delivery_row(event: GiftEvent) -> tuple[Any, ...]:
         vendor_msg_id_new(event.pk),
         json.dumps(delivery_item(event)),
     )
+
+
+def item_problem(item: dict[str, Any]) -> str:
+    """Why the vendor would refuse this item whatever we do, or "" when it can be sent.
+
+    Such a gift is failed at once instead of sent: one unsendable item must not make the
+    vendor refuse, again and again, the call that carries the room's other gifts.
+    """
+    user = item["UserInfo"]
+    if not VENDOR_USER_ID.fullmatch(user["UserId"]):
+        return f"UserId {user['UserId']!r} is not one the game vendor accepts (letters and digits, at most 48)"
+    if len(user["Avatar"].encode()) > AVATAR_MAX:
+        return f"Avatar is longer than the game vendor's {AVATAR_MAX} bytes"
+    return ""

@@ -39,7 +39,7 @@ from gifts.selectors import room_game_session
 from gifts.services import game_session_end, game_session_open, game_session_start
 from relay import vendor
 from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
-from relay.outbox import vendor_msg_id_new
+from relay.outbox import item_problem, vendor_msg_id_new
 from relay.vendor import AnswerKind, CallAnswer
 
 logger = logging.getLogger(__name__)
@@ -187,6 +187,9 @@ class Relay:
         # One call names one game: a room that changed games sends the older game's gifts first.
         game = pending[0].mini_game_id if pending else None
         batch = list(itertools.takewhile(lambda delivery: delivery.mini_game_id == game, pending))
+        if unsendable := [(delivery, problem) for delivery in batch if (problem := item_problem(delivery.item))]:
+            _unsendable_fail(unsendable)
+            batch = [delivery for delivery in batch if not item_problem(delivery.item)]
         if not batch:
             self._room_release(room_id, failures=None, not_before=None)
             return None
@@ -286,6 +289,8 @@ class Relay:
 # The code of a gift that failed every attempt without the vendor answering with a code of
 # its own (timeouts, refused connections, HTML): our "delivery exception".
 TRANSPORT_FAILURE_CODE = 10005
+# The code of a gift failed before any call because the vendor could not take it: "delivery failed".
+UNSENDABLE_CODE = 10003
 
 
 def _due_at(state: RelayRoom | None) -> datetime.datetime | None:
@@ -315,6 +320,19 @@ def _is_final(answer: CallAnswer, code: int) -> bool:
     if answer.kind is AnswerKind.REFUSED:
         return True
     return answer.kind is AnswerKind.RESULTS and code != vendor.RESULT_IN_PROGRESS
+
+
+@transaction.atomic
+def _unsendable_fail(unsendable: list[tuple[GameDelivery, str]]) -> None:
+    """Fail, without a call, gifts the vendor could never take (see relay.outbox.item_problem)."""
+    still_pending = set(
+        GameDelivery.objects.select_for_update()
+        .filter(pk__in=[delivery.pk for delivery, _ in unsendable], status=GameDelivery.Status.PENDING)
+        .values_list("pk", flat=True)
+    )
+    _deliveries_fail(
+        [(delivery, UNSENDABLE_CODE, problem) for delivery, problem in unsendable if delivery.pk in still_pending]
+    )
 
 
 def _deliveries_fail(failed: list[tuple[GameDelivery, int, str]]) -> None:

@@ -360,3 +360,17 @@ def test_check_warns_when_a_relayed_game_has_no_credentials(arena, settings):
     assert [message.id for message in checks.run_checks()] == ["relay.W001"]
     settings.GAME_VENDOR_APP_ID, settings.GAME_VENDOR_SERVER_SECRET = "1", "s"
     assert checks.run_checks() == []
+
+
+def test_a_gift_the_vendor_could_never_take_fails_at_once_and_does_not_hold_up_the_room(vendor, send, arena):
+    from gifts.services import game_join
+
+    game_join(room=arena.room, profile=ProfileFactory(user_id="fan.with@dot", coins=100))
+    send(("fan1", 10, 1), ("fan.with@dot", 10, 1), ("fan2", 10, 1))
+
+    assert Relay().deliver_once() == 1
+
+    assert [(row.status, row.code) for row in deliveries()] == [("delivered", 0), ("failed", 10003), ("delivered", 0)]
+    assert [item["UserInfo"]["UserId"] for item in vendor.calls[0].gift_list] == ["fan1", "fan2"]
+    failed = FailedDelivery.objects.get(source="vendor")
+    assert failed.user_code == "fan.with@dot" and "UserId" in failed.message
