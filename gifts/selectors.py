@@ -138,7 +138,15 @@ def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
     for msg_id in msg_ids:
         receipt = receipts.get(msg_id)
         if receipt is None:
-            described.append({"MsgId": msg_id, "Result": 10010, "Msg": "MsgId not found", "Delivery": None})
+            delivery = delivery_payload(None)
+            described.append(
+                {
+                    "MsgId": msg_id,
+                    "Result": 10010,
+                    "Msg": "MsgId not found",
+                    "Delivery": {"Status": delivery["status"], "Code": None, "Message": ""},
+                }
+            )
             continue
         delivery = delivery_payload(deliveries.get(receipt.event_id))
         described.append(

@@ -127,7 +127,7 @@ class GiftResultSerializer(serializers.Serializer):
     Delivery = DescribedDeliverySerializer(
         allow_null=True,
         required=False,
-        help_text="DescribeDanmakuMsgResults only: the game delivery; null if not found",
+        help_text="DescribeDanmakuMsgResults only: the game delivery (not_relayed if not found)",
     )
 
 

@@ -30,6 +30,7 @@ from django import db
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from gifting_site.errors import RoomUnavailable
@@ -44,8 +45,9 @@ from relay.vendor import AnswerKind, CallAnswer
 
 logger = logging.getLogger(__name__)
 
-# The vendor takes at most 20 SendDanmakuGifts calls per second for one room.
-VENDOR_MIN_INTERVAL = datetime.timedelta(milliseconds=50)
+# The vendor takes at most 20 SendDanmakuGifts calls per second for one room; the margin
+# absorbs calls that travel at different speeds.
+VENDOR_MIN_INTERVAL = datetime.timedelta(milliseconds=55)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 60.0
 # How long a relay with nothing due waits before looking again.
@@ -60,8 +62,12 @@ def call_interval() -> datetime.timedelta:
 
 
 def claim_lease() -> datetime.timedelta:
-    """How long a claimed room stays with its relay: longer than any call can take (connect + read)."""
-    return datetime.timedelta(seconds=2 * settings.GAME_VENDOR_TIMEOUT_S + 1)
+    """How long a claimed room stays with its relay: longer than any call can take.
+
+    A call gives up reading the answer 2 timeouts after it started, and one read blocks for
+    at most one more (relay.vendor).
+    """
+    return datetime.timedelta(seconds=3 * settings.GAME_VENDOR_TIMEOUT_S + 2)
 
 
 def retry_backoff(failures: int) -> datetime.timedelta:
@@ -156,23 +162,30 @@ class Relay:
             if due_at is not None and due_at > timezone.now():
                 next_due_at = min(next_due_at or due_at, due_at)
                 continue
-            if not self._room_claim(room_id):
-                continue  # another relay has it, or it was served a moment ago
-            calls += 1
-            if self._room_serve(room_id) is AnswerKind.PAUSE:
-                return PassReport(calls, None)
+            try:
+                if not self._room_claim(room_id):
+                    continue  # another relay has it, or it was served a moment ago
+                calls += 1
+                if self._room_serve(room_id) is AnswerKind.PAUSE:
+                    return PassReport(calls, None)
+            except Exception:
+                # One room's trouble is not the other rooms': its claim lapses and it is tried again.
+                logger.exception("game relay: serving room pk=%s failed", room_id)
         return PassReport(calls, next_due_at)
 
     # --- one room -------------------------------------------------------------------------------
 
     def _room_claim(self, room_id: int) -> bool:
-        """Take the room for one call if it is due and nobody holds it: an UPDATE that checks both."""
-        now = timezone.now()
+        """Take the room for one call if it is due and nobody holds it: an UPDATE that checks both.
+
+        Times are the database's, so relays on machines whose clocks disagree still space a
+        room's calls and respect each other's claims.
+        """
         return bool(
             RelayRoom.objects.filter(room_id=room_id)
-            .filter(Q(next_call_at__isnull=True) | Q(next_call_at__lte=now))
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-            .update(lease_until=now + claim_lease(), lease_owner=self.owner, next_call_at=now + call_interval())
+            .filter(Q(next_call_at__isnull=True) | Q(next_call_at__lte=Now()))
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=Now()))
+            .update(lease_until=Now() + claim_lease(), lease_owner=self.owner, next_call_at=Now() + call_interval())
         )
 
     def _room_serve(self, room_id: int) -> AnswerKind | None:
@@ -191,7 +204,7 @@ class Relay:
             _unsendable_fail(unsendable)
             batch = [delivery for delivery in batch if not item_problem(delivery.item)]
         if not batch:
-            self._room_release(room_id, failures=None, not_before=None)
+            self._room_release(room_id, failures=None, delay=None)
             return None
         answer = vendor.danmaku_gifts_send(
             self.session,
@@ -227,13 +240,19 @@ class Relay:
                 last_error_at=now,
                 last_error=f"{answer.code}: {answer.message}"[:300],
             )
-            self._room_release(room_id, failures=None, not_before=None)
+            self._room_release(room_id, failures=None, delay=None)
             return
 
-        # Only deliveries still pending: a relay whose claim lapsed mid-call may answer late.
+        # Only deliveries still pending under the MsgId this call sent: a relay whose claim
+        # lapsed mid-call may answer late, after another relay settled them or staff queued
+        # them again under a new MsgId.
         still_pending = set(
             GameDelivery.objects.select_for_update()
-            .filter(pk__in=[delivery.pk for delivery in batch], status=GameDelivery.Status.PENDING)
+            .filter(
+                pk__in=[delivery.pk for delivery in batch],
+                vendor_msg_id__in=[delivery.vendor_msg_id for delivery in batch],
+                status=GameDelivery.Status.PENDING,
+            )
             .values_list("pk", flat=True)
         )
         GameDelivery.objects.filter(pk__in=still_pending).update(
@@ -250,7 +269,8 @@ class Relay:
                 delivered.append(delivery.pk)
             elif code is not None and _is_final(answer, code):
                 failed.append((delivery, code, message))
-            elif delivery.attempts >= settings.GAME_VENDOR_MAX_ATTEMPTS:
+            elif code != vendor.RESULT_IN_PROGRESS and delivery.attempts >= settings.GAME_VENDOR_MAX_ATTEMPTS:
+                # Never for 10006: the vendor has the gift, and a new MsgId could gift it twice.
                 failed.append((delivery, code if code is not None else TRANSPORT_FAILURE_CODE, message))
             else:
                 retried[(code, message[:300])].append(delivery.pk)
@@ -269,19 +289,23 @@ class Relay:
             health_changes = {"last_success_at": now}
         _health_update(**health_changes)
 
-        if retried:
+        if answer.kind is AnswerKind.RETRY and retried:
             failures = RelayRoom.objects.get(room_id=room_id).failures + 1
-            self._room_release(room_id, failures=failures, not_before=now + retry_backoff(failures))
+            self._room_release(room_id, failures=failures, delay=retry_backoff(failures))
+        elif retried:
+            # The vendor answered; only some gifts are to be asked again. A short pause, not a
+            # backoff: the room's other gifts keep flowing.
+            self._room_release(room_id, failures=0, delay=datetime.timedelta(seconds=BACKOFF_FIRST_S))
         else:
-            self._room_release(room_id, failures=0, not_before=None)
+            self._room_release(room_id, failures=0, delay=None)
 
-    def _room_release(self, room_id: int, *, failures: int | None, not_before: datetime.datetime | None) -> None:
+    def _room_release(self, room_id: int, *, failures: int | None, delay: datetime.timedelta | None) -> None:
         """Let the room go; a failed call also pushes its next call back (the backoff)."""
         changes: dict[str, Any] = {"lease_until": None, "lease_owner": ""}
         if failures is not None:
             changes["failures"] = failures
-        if not_before is not None:
-            changes["next_call_at"] = not_before
+        if delay is not None:
+            changes["next_call_at"] = Now() + delay
         # Only our own claim: one that lapsed may belong to another relay by now.
         RelayRoom.objects.filter(room_id=room_id, lease_owner=self.owner).update(**changes)
 

@@ -13,6 +13,7 @@ relay decides on (SPEC section 9):
 import enum
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 from django.conf import settings
 
 from gifts.signatures import SIGNATURE_VERSION, signature_compute
@@ -32,6 +34,11 @@ PAUSE_CODES = frozenset({7203001, 7202003, 100000004, 100000005})
 REFUSED_CODES = frozenset({7202001, 7202002, 7206001, 7200004})
 # The vendor's "still processing this MsgId": ask again later with the same MsgId.
 RESULT_IN_PROGRESS = 10006
+# An answer for 500 gifts is a few tens of KiB; anything this large is not one.
+MAX_ANSWER_BYTES = 1024 * 1024
+# Codes and Results are stored in 32-bit columns; a number outside them is not a vendor code.
+CODE_MAX = 2**31 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class AnswerKind(enum.Enum):
@@ -82,16 +89,39 @@ def danmaku_gifts_send(
     timeout = settings.GAME_VENDOR_TIMEOUT_S
     started = time.monotonic()
     try:
-        response = session.post(
+        with session.post(
             settings.GAME_VENDOR_URL.rstrip("/") + "/",
             params=signed_params("SendDanmakuGifts"),
             json=body,
             timeout=(timeout, timeout),
+            stream=True,
+        ) as response:
+            content = _body_read(response, deadline=started + 2 * timeout)
+        answer = (
+            answer_read(response.status_code, content)
+            if content is not None
+            else CallAnswer(AnswerKind.RETRY, None, f"no whole answer within {2 * timeout:g} s")
         )
-        answer = answer_read(response.status_code, response.content)
-    except requests.RequestException as error:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
         answer = CallAnswer(AnswerKind.RETRY, None, f"no answer: {type(error).__name__}: {error}"[:300])
     return CallAnswer(**{**answer.__dict__, "elapsed_ms": round((time.monotonic() - started) * 1000)})
+
+
+def _body_read(response: requests.Response, *, deadline: float) -> bytes | None:
+    """The answer's body, or None if it is still arriving at the deadline or is far too big.
+
+    requests' read timeout applies to each read, so a vendor trickling bytes could hold a
+    call open for ever; the relay's claim on the room would lapse under it and another
+    relay would call the room at the same time.
+    """
+    chunks, size = [], 0
+    # read1, not iter_content: it returns what has arrived instead of waiting for a full chunk.
+    while chunk := response.raw.read1(64 * 1024, decode_content=True):
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline or size > MAX_ANSWER_BYTES:
+            return None
+    return b"".join(chunks)
 
 
 def answer_read(status: int, content: bytes) -> CallAnswer:
@@ -130,8 +160,10 @@ def _results(data: Any) -> dict[str, tuple[int, str]]:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A code as the vendor documents them: a JSON integer, not negative, 32 bits."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= CODE_MAX
 
 
 def _text(value: Any) -> str:
-    return value[:300] if isinstance(value, str) else ""
+    """The vendor's text, safe to store: PostgreSQL refuses NUL in text, and logs want one line."""
+    return _CONTROL.sub(" ", value[:300]) if isinstance(value, str) else ""

@@ -37,6 +37,7 @@ class Scripted:
     code: int | None = None  # a Code other than 0 for the whole call
     raw: bytes | None = None  # a body sent as is (HTML, truncated JSON, garbage)
     delay_s: float = 0.0  # answered after this long (the normal answer, unless more is scripted)
+    drip_s: float = 0.0  # the body sent a few bytes at a time over this long
     omit: int = 0  # leave the last `omit` MsgIds out of Results
     results: dict[int, tuple[int, str]] = field(default_factory=dict)  # GiftList index -> (Result, Msg)
 
@@ -102,13 +103,21 @@ class FakeVendor:
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                status, payload = vendor.answer(self.path, body)
+                status, payload, drip_s = vendor.answer(self.path, body)
                 content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                if not drip_s:
+                    self.wfile.write(content)
+                    return
+                pieces = 20
+                step = max(len(content) // pieces, 1)
+                for start in range(0, len(content), step):
+                    self.wfile.write(content[start : start + step])
+                    self.wfile.flush()
+                    time.sleep(drip_s / pieces)
 
             def do_GET(self):  # noqa: N802 - http.server's naming
                 with vendor.lock:
@@ -125,7 +134,7 @@ class FakeVendor:
 
         return Handler
 
-    def answer(self, path: str, body: bytes) -> tuple[int, Any]:
+    def answer(self, path: str, body: bytes) -> tuple[int, Any, float]:
         started, arrived = time.monotonic(), time.time()
         scripted = self.script.popleft() if self.script else Scripted()
         request_id = uuid.uuid4().hex
@@ -161,7 +170,7 @@ class FakeVendor:
                     answered_code=payload.get("Code") if isinstance(payload, dict) else None,
                 )
             )
-        return status, payload
+        return status, payload, scripted.drip_s
 
     def _decide(
         self, query: dict[str, str], request: Any, scripted: Scripted, request_id: str

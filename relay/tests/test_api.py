@@ -116,7 +116,12 @@ def test_describe_danmaku_msg_results_reports_billing_and_delivery_per_msg_id(ve
             "Msg": "success",
             "Delivery": {"Status": "failed", "Code": 10003, "Message": "user not in game"},
         },
-        {"MsgId": "unknown", "Result": 10010, "Msg": "MsgId not found", "Delivery": None},
+        {
+            "MsgId": "unknown",
+            "Result": 10010,
+            "Msg": "MsgId not found",
+            "Delivery": {"Status": "not_relayed", "Code": None, "Message": ""},
+        },
     ]
 
 

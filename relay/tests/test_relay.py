@@ -127,6 +127,11 @@ BAD_ANSWERS = {
     "Code 0 with Results not a list": {"raw": b'{"Code": 0, "Data": {"Results": {"MsgId": "x"}}}'},
     "Code 0 with malformed Results": {"raw": b'{"Code": 0, "Data": {"Results": [1, null, {"MsgId": 5}]}}'},
     "deeply nested JSON": {"raw": b"[" * 100_000},
+    "a Code too large to be one": {"raw": b'{"Code": 99999999999999999999999, "Message": "x"}'},
+    "a negative Code": {"raw": b'{"Code": -1, "Message": "x"}'},
+    "Results with out-of-range numbers": {
+        "raw": b'{"Code": 0, "Data": {"Results": [{"MsgId": "gs1-x", "Result": -5}, {"Result": 1e400}]}}'
+    },
 }
 
 
@@ -139,9 +144,8 @@ def test_any_bad_answer_keeps_the_gifts_pending_and_the_retry_repeats_the_same_m
     assert relay.deliver_once() == 1
     rows = deliveries()
     assert [(row.status, row.attempts) for row in rows] == [("pending", 1), ("pending", 1)]
-    state = RelayRoom.objects.get()
     # Backed off: not called again within the first 0.5 s (less its jitter).
-    assert state.failures == 1 and state.next_call_at > timezone.now() + timezone.timedelta(milliseconds=300)
+    assert RelayRoom.objects.get().next_call_at > timezone.now() + timezone.timedelta(milliseconds=300)
     assert relay.deliver_once() == 0
 
     make_due()
@@ -374,3 +378,77 @@ def test_a_gift_the_vendor_could_never_take_fails_at_once_and_does_not_hold_up_t
     assert [item["UserInfo"]["UserId"] for item in vendor.calls[0].gift_list] == ["fan1", "fan2"]
     failed = FailedDelivery.objects.get(source="vendor")
     assert failed.user_code == "fan.with@dot" and "UserId" in failed.message
+
+
+def test_a_failed_call_backs_off_more_each_time_and_resets_after_a_success(vendor, send):
+    send(("fan1", 10, 1))
+    vendor.then(status=503).then(status=503)
+    relay = Relay()
+
+    relay.deliver_once()
+    assert RelayRoom.objects.get().failures == 1
+    make_due()
+    relay.deliver_once()
+    state = RelayRoom.objects.get()
+    # The second backoff is about 1 s (0.75-1.25 with jitter).
+    assert state.failures == 2 and state.next_call_at > timezone.now() + timezone.timedelta(milliseconds=700)
+    make_due()
+    relay.deliver_once()
+    assert RelayRoom.objects.get().failures == 0 and deliveries()[0].status == "delivered"
+
+
+def test_an_answer_still_dripping_in_at_the_deadline_is_given_up_and_retried(vendor, send, settings):
+    settings.GAME_VENDOR_TIMEOUT_S = 0.3
+    send(("fan1", 10, 1))
+    vendor.then(drip_s=2.0)  # every read gets bytes before the read timeout, the whole takes 2 s
+
+    Relay().deliver_once()
+
+    [row] = deliveries()
+    assert (row.status, row.attempts) == ("pending", 1) and "no whole answer" in row.message
+
+
+def test_still_processing_is_asked_again_and_never_failed_for_attempts(vendor, send, settings):
+    settings.GAME_VENDOR_MAX_ATTEMPTS = 1
+    send(("fan1", 10, 1))
+    vendor.then(results={0: (10006, "processing")}).then(results={0: (10006, "processing")})
+    relay = Relay()
+
+    for _ in range(2):
+        relay.deliver_once()
+        [row] = deliveries()
+        assert (row.status, row.code) == ("pending", 10006)
+        # The vendor answered: a short pause for the room, not a growing backoff.
+        assert RelayRoom.objects.get().failures == 0
+        make_due()
+    relay.deliver_once()
+    assert deliveries()[0].status == "delivered"
+
+
+def test_vendor_text_with_control_characters_is_stored_cleanly(vendor, send):
+    send(("fan1", 10, 1))
+    vendor.then(raw=b'{"Code": 7206001, "Message": "not\\u0000started\\n", "RequestId": "r\\u00001"}')
+
+    Relay().deliver_once()
+
+    [row] = deliveries()
+    assert (row.status, row.code, row.message, row.request_id) == ("failed", 7206001, "not started ", "r 1")
+
+
+def test_a_late_answer_never_touches_a_gift_staff_queued_again_meanwhile(vendor, send, admin_user):
+    """A relay whose claim lapsed mid-call answers after the gift failed and was queued again."""
+    from relay.vendor import AnswerKind, CallAnswer
+
+    vendor.user_results["fan1"] = (10003, "user not in game")
+    send(("fan1", 10, 1))
+    relay = Relay()
+    relay.deliver_once()
+    stale_batch = list(GameDelivery.objects.all())
+    delivery_redeliver(delivery=stale_batch[0], staff_user=admin_user)
+
+    late = CallAnswer(AnswerKind.RESULTS, 0, "succeed", "late", results={stale_batch[0].vendor_msg_id: (10003, "x")})
+    relay._answer_record(stale_batch[0].room_id, stale_batch, late)
+
+    [row] = deliveries()
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert FailedDelivery.objects.filter(source="vendor").count() == 1
