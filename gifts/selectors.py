@@ -2,10 +2,12 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
+from wallets.models import Account, Entry, Transfer
+from wallets.selectors import AuditCheck, audit_check
 
 # How many events a client may ask to replay at once, and how many a snapshot carries.
 REPLAY_LIMIT = 500
@@ -158,3 +160,29 @@ def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
             }
         )
     return described
+
+
+def gifts_audit() -> list[AuditCheck]:
+    """Every gift event is paid by its own transfer, and every gift transfer pays for an event."""
+    sender_paid = Entry.objects.filter(
+        transfer_id=OuterRef("transfer_id"),
+        account__profile_id=OuterRef("sender_id"),
+        account__kind=Account.Kind.COINS,
+        amount=-OuterRef("coins"),
+    )
+    unpaid = GiftEvent.objects.exclude(Exists(sender_paid)).order_by("pk").values_list("pk", flat=True)
+    orphans = (
+        Transfer.objects.filter(kind=Transfer.Kind.GIFT, gift_event__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    events, gift_transfers = GiftEvent.objects.count(), Transfer.objects.filter(kind=Transfer.Kind.GIFT).count()
+    return [
+        audit_check(
+            "every gift event has its transfer, debiting the sender what it cost",
+            f"{events} gift events",
+            unpaid,
+            "gift event",
+        ),
+        audit_check("every gift transfer has its gift event", f"{gift_transfers} gift transfers", orphans, "transfer"),
+    ]

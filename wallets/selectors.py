@@ -1,8 +1,14 @@
 """Reads of money with business meaning."""
 
-from django.db.models import F, QuerySet, Sum
+from dataclasses import dataclass, field
 
-from wallets.models import Account, Entry, Profile
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from wallets.models import Account, Entry, Profile, Transfer
+
+# How many offending rows an audit names per check; the count is always complete.
+AUDIT_NAMED_ROWS = 20
 
 
 def account_balance(account: Account) -> int:
@@ -37,12 +43,77 @@ def ledger_totals() -> dict[str, int]:
     }
 
 
-def user_balances_match_entries() -> bool:
-    """Every user account's running balance equals the sum of its entries."""
-    mismatched = (
+def user_accounts_off_their_entries() -> QuerySet[Account]:
+    """User accounts whose running balance is not the sum of their entries (0 for none)."""
+    return (
         Account.objects.filter(profile__isnull=False)
-        .annotate(entry_total=Sum("entries__amount"))
-        .exclude(balance=0, entry_total__isnull=True)
+        .annotate(entry_total=Coalesce(Sum("entries__amount"), 0))
         .exclude(balance=F("entry_total"))
     )
-    return not mismatched.exists()
+
+
+def user_balances_match_entries() -> bool:
+    """Every user account's running balance equals the sum of its entries."""
+    return not user_accounts_off_their_entries().exists()
+
+
+@dataclass
+class AuditCheck:
+    """One invariant checked on the live database: what was looked at, and the rows that break it."""
+
+    name: str
+    checked: str
+    offenders: list[str] = field(default_factory=list)
+    offender_count: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.offender_count == 0
+
+
+def audit_check(name: str, checked: str, offenders: QuerySet, label: str) -> AuditCheck:
+    """An AuditCheck naming the first rows of `offenders` (a values_list of ids) as `label` #id."""
+    count = offenders.count()
+    named = [f"{label} #{row_id}" for row_id in offenders[:AUDIT_NAMED_ROWS]] if count else []
+    return AuditCheck(name, checked, named, count)
+
+
+def ledger_audit() -> list[AuditCheck]:
+    """The ledger's invariants (SPEC section 8), each with the rows that break it."""
+    totals = ledger_totals()
+    balances = AuditCheck(
+        "all balances sum to 0",
+        f"users {totals['user_balances']:+d}, platform {totals['platform_balances']:+d}",
+        [] if totals["sum_of_balances"] == 0 else [f"sum of all balances is {totals['sum_of_balances']:+d}"],
+        0 if totals["sum_of_balances"] == 0 else 1,
+    )
+    unbalanced = (
+        Entry.objects.values("transfer_id")
+        .annotate(total=Sum("amount"))
+        .exclude(total=0)
+        .order_by("transfer_id")
+        .values_list("transfer_id", flat=True)
+    )
+    empty = Transfer.objects.filter(entries__isnull=True).order_by("pk").values_list("pk", flat=True)
+    off_their_entries = user_accounts_off_their_entries().order_by("pk").values_list("pk", flat=True)
+    platform_with_balance = (
+        Account.objects.filter(profile__isnull=True).exclude(balance=0).order_by("pk").values_list("pk", flat=True)
+    )
+    negative = Account.objects.filter(profile__isnull=False, balance__lt=0).order_by("pk").values_list("pk", flat=True)
+    transfers, accounts = Transfer.objects.count(), Account.objects.count()
+    return [
+        balances,
+        audit_check("every transfer's entries sum to 0", f"{transfers} transfers", unbalanced, "transfer"),
+        audit_check("every transfer has entries", f"{transfers} transfers", empty, "transfer"),
+        audit_check(
+            "every user account's balance is the sum of its entries",
+            f"{accounts} accounts",
+            off_their_entries,
+            "account",
+        ),
+        # Their balance is the sum of their entries; a running balance there would be a second truth.
+        audit_check(
+            "platform accounts keep no running balance", f"{accounts} accounts", platform_with_balance, "account"
+        ),
+        audit_check("no user account is negative", f"{accounts} accounts", negative, "account"),
+    ]
