@@ -4,6 +4,7 @@ Per-gift outcomes (10003-10008) are results, not exceptions: see `gifts.results`
 """
 
 import logging
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -151,9 +152,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = drf.PermissionDenied()
     if isinstance(exc, drf.Throttled):
         message = "rate limited"
+        response = Response(error_body(RateLimited.code, message), status=429)
         if exc.wait is not None:
-            message += f"; retry in {exc.wait:.1f} s"
-        return Response(error_body(RateLimited.code, message), status=429)
+            response.data["message"] += f"; retry in {exc.wait:.1f} s"
+            # Whole seconds (RFC 9110), rounded up so a client that waits exactly this long gets through.
+            response["Retry-After"] = str(max(math.ceil(exc.wait), 1))
+        return response
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         return Response(error_body(AuthenticationFailed.code, str(exc.detail)), status=exc.status_code)
     if isinstance(exc, drf.PermissionDenied):
@@ -173,3 +177,11 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse(error_body(RoomUnavailable.code, "not found"), status=404)
     return page_not_found(request, exception)
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """The last `/api/` route: an unknown API URL is a coded JSON 404, with DEBUG on or off.
+
+    (Django calls `handler404` only with DEBUG off; with it on, its HTML page would answer.)
+    """
+    return JsonResponse(error_body(RoomUnavailable.code, "not found"), status=404)

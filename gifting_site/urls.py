@@ -1,8 +1,9 @@
 from django.contrib import admin
-from django.urls import include, path, register_converter
+from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gifting_site.converters import PublicIdConverter
+from gifting_site.errors import api_not_found
 from gifting_site.health import HealthApi
 from gifts import api as gifts_api
 from gifts import server_api
@@ -29,6 +30,8 @@ api_patterns = [
     path("v1/callbacks/minigame/", relay_api.GameReportCallbackApi.as_view(), name="minigame-callback"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Only paths ending in "/": one without keeps CommonMiddleware's redirect to its slashed form.
+    re_path(r"^(?P<path>(?:.*/)?)$", api_not_found),
 ]
 
 urlpatterns = [

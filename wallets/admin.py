@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -57,6 +58,8 @@ class WalletAdmin(admin.ModelAdmin):
     readonly_fields = ["login", "user_id", "coins", "earnings", "created_at", "statement"]
     fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "created_at", "statement"]
     actions = ["grant_coins"]
+    # An avatar typed without a scheme is taken as https (Django 6's default, chosen now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_queryset(self, request):
         return (

@@ -192,6 +192,8 @@ def test_throttle_answers_429_7200005(viewer, room, rose, client_for, monkeypatc
     ]
     assert [r.status_code for r in codes] == [201, 201, 429]
     assert codes[2].data["code"] == 7200005
+    # The window is a minute: the client is told how many whole seconds to wait.
+    assert 1 <= int(codes[2]["Retry-After"]) <= 60
     assert profile_balances(viewer)["coins"] == 10_000 - 20
     # the limit is per user: somebody else in the same room still gets through
     other = ProfileFactory(coins=100)
