@@ -54,6 +54,13 @@ def window_count(key: str, *, timeout: int) -> int:
         return 1
 
 
+def cache_ping() -> bool:
+    """Whether the shared cache answers: a PING on Redis; True for the in-process cache."""
+    if isinstance(caches["default"], RedisCache):
+        return bool(_counter_client(settings.CACHES["default"]["LOCATION"]).ping())
+    return True
+
+
 @functools.cache
 def _counter_client(url: str) -> redis.Redis:
     """One client per process for the counters (a client is thread-safe; its pipelines are per call)."""

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from wallets.models import Account, Entry, Profile, Transfer
-from wallets.selectors import profile_entries
+from wallets.selectors import account_balance, profile_entries
 from wallets.services import coins_grant
 
 # How many of a person's newest ledger lines the wallet page shows; the rest are one click away.
@@ -160,9 +160,23 @@ class TransferAdmin(ReadOnlyAdmin):
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
-    list_display = ["id", "kind", "profile", "balance"]
+    list_display = ["id", "kind", "profile", "shown_balance"]
     list_filter = ["kind"]
     search_fields = ["profile__user_id"]
+    fields = ["kind", "profile", "shown_balance", "created_at"]
+    readonly_fields = fields
+    list_select_related = ["profile"]
+
+    @admin.display(description="balance")
+    def shown_balance(self, account):
+        """A user account's running balance; a platform account's, computed from its entries.
+
+        Platform accounts keep no running balance (see `Account`): their stored column is
+        always 0, and showing it would tell staff the platform holds nothing.
+        """
+        if account.is_platform:
+            return f"{account_balance(account)} (computed: sum of entries)"
+        return account.balance
 
 
 @admin.register(Entry)

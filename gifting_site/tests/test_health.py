@@ -27,3 +27,27 @@ def test_an_unknown_api_url_is_a_coded_json_404_with_debug_on_or_off(client, set
     # Without the slash: redirected to the slashed form, which answers the same way.
     assert client.get("/api/nope", follow=True).json()["code"] == 7200004
     assert client.get("/api/gifts").status_code == 301
+
+
+@pytest.mark.django_db
+def test_ready_answers_ok_when_the_database_and_cache_answer(api_client, settings):
+    response = api_client.get("/readyz")
+    assert response.status_code == 200
+    expected_redis = "ok" if settings.REDIS_URL else "off"
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": expected_redis}}
+
+
+@pytest.mark.django_db
+def test_ready_is_503_naming_redis_when_redis_is_unreachable(api_client, settings):
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    settings.REDIS_URL = url
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    response = api_client.get("/readyz")  # Django's test signals swap the cache for the changed CACHES
+    assert response.status_code == 503
+    body = response.json()
+    assert body["code"] == 10005 and "redis unreachable" in body["message"]
+    assert body["checks"] == {"database": "ok", "redis": "unreachable (ConnectionError)"}

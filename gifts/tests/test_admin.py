@@ -138,3 +138,17 @@ def test_wallet_page_cannot_edit_balances(staff_client, viewer):
     staff_client.post(url, {"nickname": "new", "avatar": "", "sex": "0", "coins": "999999", "earnings": "5"})
     assert profile_balances(viewer) == {"coins": 10_000, "earnings": 0}
     assert staff_client.get(reverse("admin:wallets_profile_delete", args=[viewer.pk])).status_code == 403
+
+
+def test_the_accounts_list_shows_platform_balances_computed_from_their_entries(staff_client, gift_event):
+    revenue = Account.objects.get(kind=Account.Kind.REVENUE)
+    issued = Account.objects.get(kind=Account.Kind.ISSUED)
+
+    page = staff_client.get(reverse("admin:wallets_account_changelist")).content.decode()
+
+    # The rose cost 10: 5 to the host, 5 to the platform; the viewer's 10,000 coins were issued.
+    assert "5 (computed: sum of entries)" in page
+    assert "-10000 (computed: sum of entries)" in page
+    detail = staff_client.get(reverse("admin:wallets_account_change", args=[revenue.pk])).content.decode()
+    assert "5 (computed: sum of entries)" in detail
+    assert issued.balance == 0  # what the list showed before
