@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from redis.exceptions import RedisError
@@ -179,6 +180,7 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     return page_not_found(request, exception)
 
 
+@csrf_exempt  # it changes nothing; a POST with a session cookie must get the JSON 404, not a CSRF page
 def api_not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     """The last `/api/` route: an unknown API URL is a coded JSON 404, with DEBUG on or off.
 

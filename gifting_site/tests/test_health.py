@@ -51,3 +51,13 @@ def test_ready_is_503_naming_redis_when_redis_is_unreachable(api_client, setting
     body = response.json()
     assert body["code"] == 10005 and "redis unreachable" in body["message"]
     assert body["checks"] == {"database": "ok", "redis": "unreachable (ConnectionError)"}
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_url_posted_with_a_session_cookie_is_still_a_json_404(viewer):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(viewer.login)
+    response = client.post("/api/rooms/%0Cv/game/join/")  # a room id no room can have
+    assert response.status_code == 404 and response.json()["code"] == 7200004
