@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "wallets",
     "gifts",
@@ -195,6 +196,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Virtual gifting for live-streaming rooms.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from this project's own static files: /api/docs/ works offline and never
+    # changes under us with a CDN's "latest".
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -341,6 +341,20 @@ def test_schema_and_docs(api_client, db):
     assert api_client.get("/api/docs/").status_code == 200
 
 
+def test_the_docs_page_loads_swagger_ui_from_this_site_not_a_cdn(api_client, db):
+    import re
+
+    from django.contrib.staticfiles import finders
+
+    page = api_client.get("/api/docs/").content.decode()
+
+    assert "cdn.jsdelivr.net" not in page and "unpkg.com" not in page
+    assets = re.findall(r'(?:src|href)="/static/([^"]+)"', page)
+    assert any(asset.endswith("swagger-ui-bundle.js") for asset in assets), page
+    # Every asset the page names is one this project serves (runserver, or collectstatic).
+    assert all(finders.find(asset) for asset in assets), assets
+
+
 def test_token_obtain(api_client, db):
     ProfileFactory(user_id="bob", password="pw-123456")
     good = api_client.post("/api/auth/token/", {"username": "bob", "password": "pw-123456"}, format="json")
