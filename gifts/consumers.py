@@ -37,11 +37,19 @@ from rankings.selectors import live_top
 
 logger = logging.getLogger(__name__)
 
-# Close codes (4000-4999 are the application's own).
+# Close codes, all in the application's own range 4000-4999: Daphne refuses to send any
+# other but 1000 (it closes with 1011 instead), so the protocol's 1008 and 1009 are 4008
+# and 4009 here, the same under every ASGI server.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_BAD_TICKET = 4401
 CLOSE_ROOM_NOT_FOUND = 4404
-CLOSE_TOO_BIG = 1009
+CLOSE_TOO_MANY_MESSAGES = 4008
+CLOSE_TOO_BIG = 4009
+
+# A client sends a ping now and then and a resync after a gap: a short burst is plenty.
+# Beyond it the client is flooding, and the socket is closed rather than answered.
+INBOUND_BURST = 20
+INBOUND_PER_SECOND = 5.0
 
 # Client messages are tiny JSON objects; anything bigger is not a client of ours.
 MAX_CLIENT_FRAME = 4096
@@ -63,6 +71,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.last_seq = 0
         self.outbox: deque[tuple[str, Any]] = deque()
         self.wakeup = asyncio.Event()
+        self.inbound_allowance = float(INBOUND_BURST)
+        self.inbound_checked = asyncio.get_running_loop().time()
         # Accept first: a refusal with its own close code needs an open socket to carry it.
         await self.accept()
 
@@ -101,6 +111,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.hub.leave(self.room_id, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self._inbound_allowed():
+            logger.info("room %s: closing a socket that sent messages too fast", self.room_id)
+            await self.close(code=CLOSE_TOO_MANY_MESSAGES)
+            return
         if text_data is None:
             await self._error("messages must be JSON text")
             return
@@ -123,6 +137,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self._offer(("resync", since))
         else:
             await self._error('unknown message type; expected "ping" or "resync"')
+
+    def _inbound_allowed(self) -> bool:
+        """A token bucket: INBOUND_BURST messages at once, then INBOUND_PER_SECOND."""
+        now = asyncio.get_running_loop().time()
+        elapsed, self.inbound_checked = now - self.inbound_checked, now
+        self.inbound_allowance = min(INBOUND_BURST, self.inbound_allowance + elapsed * INBOUND_PER_SECOND)
+        if self.inbound_allowance < 1:
+            return False
+        self.inbound_allowance -= 1
+        return True
 
     # --- hand-over from the room hub (called on the loop, never blocks) --------------------------
 

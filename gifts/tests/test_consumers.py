@@ -393,5 +393,16 @@ async def test_huge_frame_closes_the_socket(live_room):
     communicator = await connect(room_path(live_room))
     await communicator.receive_json_from()
     await communicator.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 100_000}))
-    assert (await communicator.receive_output())["code"] == 1009
+    assert (await communicator.receive_output())["code"] == 4009
+    await communicator.disconnect()
+
+
+async def test_a_client_flooding_the_socket_is_closed_after_a_short_burst(live_room):
+    communicator = await connect(room_path(live_room))
+    await communicator.receive_json_from()  # the snapshot
+    for _ in range(consumers.INBOUND_BURST):
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from() == {"type": "pong"}
+    await communicator.send_json_to({"type": "ping"})
+    assert (await communicator.receive_output())["code"] == 4008
     await communicator.disconnect()
