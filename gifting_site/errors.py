@@ -18,6 +18,8 @@ from rest_framework import exceptions as drf
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from gifting_site.logs import fields
+
 logger = logging.getLogger(__name__)
 
 # What a lost database or Redis connection raises. The request did not complete: a database
@@ -132,7 +134,29 @@ def describe_validation_error(detail: Any, prefix: str = "") -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's EXCEPTION_HANDLER: every refusal becomes `{code, message}` with a SPEC section 3 code."""
+    """DRF's EXCEPTION_HANDLER: every refusal becomes `{code, message}` with a SPEC section 3 code.
+
+    Each refusal is logged as one line with its code, so refusals can be counted by kind.
+    """
+    response = _refusal_response(exc)
+    if response is not None:
+        request = context.get("request")
+        logger.info(
+            "request refused: %s",
+            response.data.get("message", ""),
+            extra=fields(
+                event="request_refused",
+                api="viewer",
+                method=getattr(request, "method", ""),
+                path=getattr(request, "path", "")[:200],
+                status=response.status_code,
+                code=response.data.get("code"),
+            ),
+        )
+    return response
+
+
+def _refusal_response(exc: Exception) -> Response | None:
     if isinstance(exc, BACKEND_UNAVAILABLE):
         logger.warning("answering 503: %s: %s", type(exc).__name__, exc)
         exc = ServiceUnavailable()

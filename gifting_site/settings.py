@@ -204,10 +204,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# text: for people reading a console; json: one object per line, for a log pipeline.
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"()": "gifting_site.logs.TextFormatter"},
+        "json": {"()": "gifting_site.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # Django's own "django" logger prints to the console in DEBUG and passes every line on
     # to the root logger, which printed it again; here it only passes them on.

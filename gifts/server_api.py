@@ -30,6 +30,7 @@ from gifting_site.errors import (
     ServiceUnavailable,
 )
 from gifting_site.fields import StrictCharField, StrictIntegerField
+from gifting_site.logs import fields
 from gifts.api import MAX_NUM, MAX_VALUE
 from gifts.models import ServerApp
 from gifts.selectors import sends_describe
@@ -321,7 +322,17 @@ class ServerApi(APIView):
             unavailable = ServiceUnavailable()
             return answer(request_id, unavailable.code, unavailable.message)
         except RequestError as error:
-            logger.info("server API %s refused with %s: %s", request_id, error.code, error.message)
+            logger.info(
+                "server API refused: %s",
+                error.message,
+                extra=fields(
+                    event="request_refused",
+                    api="server",
+                    action=request.query_params.get("Action", "")[:40],
+                    request_id=request_id,
+                    code=error.code,
+                ),
+            )
             return answer(request_id, error.code, error.message)
         return answer(request_id, 0, SUCCEED, data)
 

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
+from gifting_site.logs import fields
 from gifts import broadcast, writer
 from gifts.group_commit import GroupCommit
 from gifts.models import (
@@ -118,7 +120,10 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     if not requests:
         return []
     try:
-        return _batch_apply(list(requests))
+        started = time.perf_counter()
+        outcomes = _batch_apply(list(requests))
+        _batch_log(requests, outcomes, started)
+        return outcomes
     except Exception:
         if len(requests) > 1:
             logger.exception("a batch of %d gifts failed; sending them one by one", len(requests))
@@ -134,6 +139,26 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     except Exception:
         logger.exception("could not record failed delivery %s/%s", request.scope, request.msg_id)
     return [outcome]
+
+
+def _batch_log(requests: Sequence[GiftRequest], outcomes: list[GiftOutcome], started: float) -> None:
+    """One line per committed batch: what it held, what was refused and why, how long it took."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    refused = [outcome for outcome in outcomes if not outcome.ok]
+    logger.info(
+        "gift batch",
+        extra=fields(
+            event="gift_batch",
+            gifts=len(outcomes),
+            paid=len(outcomes) - len(refused),
+            codes=dict(Counter(int(outcome.result) for outcome in refused)),
+            refused=[{"msg_id": outcome.msg_id, "code": int(outcome.result)} for outcome in refused[:20]],
+            rooms=sorted({request.room.room_id for request in requests}),
+            request_ids=sorted({request.request_id for request in requests if request.request_id})[:20],
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        ),
+    )
 
 
 _grouped_sends: GroupCommit[GiftRequest, GiftOutcome] = GroupCommit(

@@ -34,6 +34,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from gifting_site.errors import RoomUnavailable
+from gifting_site.logs import fields
 from gifts import broadcast
 from gifts.models import FailedDelivery, GameSession, GiftEvent, MiniGame, Room
 from gifts.selectors import room_game_session
@@ -214,16 +215,20 @@ class Relay:
         )
         logger.log(
             logging.ERROR if answer.kind is AnswerKind.PAUSE else logging.INFO,
-            "game relay call room=%s game=%s items=%d attempt=%d answer=%s code=%s request_id=%s ms=%d: %s",
-            batch[0].room_code,
-            batch[0].game_code,
-            len(batch),
-            max(delivery.attempts for delivery in batch) + 1,
+            "game relay call: %s %s",
             answer.kind.value,
-            answer.code,
-            answer.request_id,
-            answer.elapsed_ms,
             answer.message,
+            extra=fields(
+                event="relay_call",
+                room=batch[0].room_code,
+                game=batch[0].game_code,
+                items=len(batch),
+                attempt=max(delivery.attempts for delivery in batch) + 1,
+                answer=answer.kind.value,
+                code=answer.code,
+                vendor_request_id=answer.request_id,
+                ms=answer.elapsed_ms,
+            ),
         )
         self._answer_record(room_id, batch, answer)
         return answer.kind

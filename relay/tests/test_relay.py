@@ -452,3 +452,23 @@ def test_a_late_answer_never_touches_a_gift_staff_queued_again_meanwhile(vendor,
     [row] = deliveries()
     assert (row.status, row.attempts) == ("pending", 0)
     assert FailedDelivery.objects.filter(source="vendor").count() == 1
+
+
+def test_each_relay_call_is_one_line_with_room_items_attempt_code_and_milliseconds(vendor, send, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="relay.services")
+    send(("fan1", 10, 1), ("fan2", 10, 1))
+    vendor.then(code=7210000)
+
+    relay = Relay()
+    relay.deliver_once()
+    make_due()
+    relay.deliver_once()
+
+    calls = [record.fields for record in caplog.records if getattr(record, "fields", {}).get("event") == "relay_call"]
+    assert [(call["room"], call["items"], call["attempt"], call["answer"], call["code"]) for call in calls] == [
+        ("arena", 2, 1, "retry", 7210000),
+        ("arena", 2, 2, "results", 0),
+    ]
+    assert all(isinstance(call["ms"], int) and call["vendor_request_id"] for call in calls)
