@@ -157,6 +157,9 @@ if GAME_VENDOR_MAX_ATTEMPTS < 1:
 # How long every relay stops calling after the vendor refused our credentials or clock.
 GAME_VENDOR_PAUSE_S = env.int("GAME_VENDOR_PAUSE_S", default=30)
 
+# `Authorization: Bearer <METRICS_TOKEN>` reads /metrics (staff signed in always may). Unset: staff only.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

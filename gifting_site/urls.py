@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import api_not_found
 from gifting_site.health import HealthApi, ReadyApi
+from gifting_site.metrics import metrics_view
 from gifts import api as gifts_api
 from gifts import server_api
 from gifts import views as gifts_views
@@ -37,6 +38,7 @@ api_patterns = [
 urlpatterns = [
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("readyz", ReadyApi.as_view(), name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
     path("", gifts_views.room_list, name="room-list"),

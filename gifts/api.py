@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from gifting_site import metrics
 from gifting_site.cache import window_count
 from gifting_site.errors import RoomUnavailable, SendNotFound, error_body, error_responses
 from gifting_site.fields import StrictCharField, StrictIntegerField
@@ -200,6 +201,7 @@ class GiftSendApi(APIView):
             **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
         },
     )
+    @metrics.SEND_SECONDS.time()
     def post(self, request, room_id: str):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

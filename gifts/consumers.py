@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from gifting_site import metrics
 from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import MalformedRequest
 from gifts.api import ws_ticket_key
@@ -101,6 +102,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
         self.hub = room_hub()
         await self.hub.join(self.room_id, self)
+        metrics.WEBSOCKETS.inc()
         self.outbox.appendleft(("open", since))
         self.writer = asyncio.get_running_loop().create_task(self._write())
 
@@ -108,7 +110,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.writer is not None:
             self.writer.cancel()
         if self.hub is not None:
+            metrics.WEBSOCKETS.dec()
             await self.hub.leave(self.room_id, self)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        metrics.WEBSOCKET_MESSAGES.inc()
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not self._inbound_allowed():

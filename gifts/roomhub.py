@@ -21,6 +21,7 @@ read its board, so a room nobody watches costs no read.
 """
 
 import asyncio
+import datetime
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from gifting_site import metrics
 from gifts import broadcast
 from gifts.models import Room
 from gifts.selectors import REPLAY_LIMIT, room_events_after
@@ -77,6 +79,12 @@ def leaderboard_message(room_id: str, seq: int, entries: list[dict[str, Any]]) -
         "period": RankingEntry.Period.LIVE,
         "entries": entries,
     }
+
+
+def _seconds_since(at: str) -> float:
+    """Seconds from an event's `at` (ISO 8601, Z) to now."""
+    committed = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    return max((datetime.datetime.now(datetime.UTC) - committed).total_seconds(), 0.0)
 
 
 def gifts_message(room_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -242,6 +250,7 @@ class RoomHub:
             return
         batch = Batch.of(feed.room_id, feed.outgoing)
         feed.outgoing = []
+        metrics.MERGE_LAG_SECONDS.observe(_seconds_since(batch.events[0]["at"]))
         for socket in list(feed.sockets):
             socket.offer_batch(batch)
         self._board_soon(feed)

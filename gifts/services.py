@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from gifting_site import metrics
 from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
 from gifting_site.logs import fields
 from gifts import broadcast, writer
@@ -122,7 +123,7 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     try:
         started = time.perf_counter()
         outcomes = _batch_apply(list(requests))
-        _batch_log(requests, outcomes, started)
+        _batch_report(requests, outcomes, started)
         return outcomes
     except Exception:
         if len(requests) > 1:
@@ -133,6 +134,8 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     # Almost always the transaction rolled back. If the connection died during COMMIT the gift
     # may have landed; either way a retry with the same MsgId applies it at most once.
     outcome = GiftOutcome(Result.DELIVERY_EXCEPTION, "delivery exception; retry with the same MsgId", request.msg_id)
+    metrics.GIFTS.labels(result=str(int(outcome.result))).inc()
+    metrics.FAILED_DELIVERIES.labels(source=request.source).inc()
     try:
         with transaction.atomic():
             _failed_delivery(request, outcome.result, outcome.message).save()
@@ -141,11 +144,21 @@ def gifts_send(requests: Sequence[GiftRequest]) -> list[GiftOutcome]:
     return [outcome]
 
 
-def _batch_log(requests: Sequence[GiftRequest], outcomes: list[GiftOutcome], started: float) -> None:
-    """One line per committed batch: what it held, what was refused and why, how long it took."""
+def _batch_report(requests: Sequence[GiftRequest], outcomes: list[GiftOutcome], started: float) -> None:
+    """A committed batch in the metrics, and one log line: what it held, what was refused and why, how long."""
+    refused = [outcome for outcome in outcomes if not outcome.ok]
+    metrics.BATCH_GIFTS.observe(len(outcomes))
+    metrics.GIFTS.labels(result="0").inc(len(outcomes) - len(refused))
+    for code, count in Counter(int(outcome.result) for outcome in refused).items():
+        metrics.GIFTS.labels(result=str(code)).inc(count)
+    for source, count in Counter(
+        request.source
+        for request, outcome in zip(requests, outcomes, strict=True)
+        if not outcome.ok and not outcome.replayed
+    ).items():
+        metrics.FAILED_DELIVERIES.labels(source=source).inc(count)
     if not logger.isEnabledFor(logging.INFO):
         return
-    refused = [outcome for outcome in outcomes if not outcome.ok]
     logger.info(
         "gift batch",
         extra=fields(

@@ -33,6 +33,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from gifting_site import metrics
 from gifting_site.errors import RoomUnavailable
 from gifting_site.logs import fields
 from gifts import broadcast
@@ -283,6 +284,9 @@ class Relay:
         GameDelivery.objects.filter(pk__in=delivered).update(
             status=GameDelivery.Status.DELIVERED, code=0, message="", delivered_at=now
         )
+        for delivery in batch:
+            if delivery.pk in delivered:
+                metrics.RELAY_DELAY_SECONDS.observe(max(now.timestamp() - delivery.item["Timestamp"] / 1000, 0))
         for (code, message), delivery_ids in retried.items():
             GameDelivery.objects.filter(pk__in=delivery_ids).update(code=code, message=message)
         _deliveries_fail(failed)
@@ -370,6 +374,7 @@ def _deliveries_fail(failed: list[tuple[GameDelivery, int, str]]) -> None:
         [delivery.event_id for delivery, _, _ in failed]
     )
     by_room: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    metrics.FAILED_DELIVERIES.labels(source=FailedDelivery.Source.VENDOR).inc(len(failed))
     for delivery, code, message in failed:
         by_room[delivery.room_code].append({"seq": delivery.seq, "code": code, "message": message[:300]})
         event = events[delivery.event_id]
