@@ -9,6 +9,8 @@ reads what it missed from the database, so connected viewers get every event in 
 
 import asyncio
 
+from common import http_get_status
+
 from faults.harness import (
     FaultRun,
     GiftLoad,
@@ -38,6 +40,7 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
     await asyncio.sleep(seconds)
     await load.stop(give_up=True)
     load.answers += direct
+    ready_while_down = await asyncio.to_thread(http_get_status, run.port, "/readyz")
 
     report.check(
         "gifts committed by another worker while Redis was down",
@@ -56,6 +59,12 @@ async def scenario(run: FaultRun, report: Report, *, clients: int, seconds: floa
     )
 
     await asyncio.to_thread(run.redis.start)
+    ready_after = await asyncio.to_thread(http_get_status, run.port, "/readyz")
+    report.check(
+        "/readyz says 503 while Redis is down and 200 once it is back",
+        (ready_while_down, ready_after) == (503, 200),
+        f"{ready_while_down} while down, {ready_after} after",
+    )
     # No gift is sent now, so no later event can reveal the gap: the hub must notice on its own.
     await viewers_check(report, viewers, stored_events(run), timeout=15, when=" once Redis was back, unprompted")
 

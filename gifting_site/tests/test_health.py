@@ -1,5 +1,7 @@
 """The liveness probe a proxy or load balancer polls."""
 
+import json
+
 import pytest
 
 
@@ -61,3 +63,49 @@ def test_an_unknown_api_url_posted_with_a_session_cookie_is_still_a_json_404(vie
     client.force_login(viewer.login)
     response = client.post("/api/rooms/%0Cv/game/join/")  # a room id no room can have
     assert response.status_code == 404 and response.json()["code"] == 7200004
+
+
+def test_ready_is_503_naming_the_database_on_a_live_server_whose_database_is_down(tmp_path):
+    """A real server process whose PostgreSQL does not answer: alive, and not ready."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from gifts.tests.servers import free_port
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_database = f"postgres://postgres@127.0.0.1:{closed.getsockname()[1]}/nowhere"
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": dead_database, "LOG_LEVEL": "ERROR"}
+    env.pop("REDIS_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "gifting_site.asgi:application", "--port", str(port), "--log-level", "error"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as alive:
+                    assert alive.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10)
+            status, body = 200, {}
+        except urllib.error.HTTPError as not_ready:
+            status, body = not_ready.code, json.loads(not_ready.read())
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert status == 503
+    assert body["checks"]["database"] == "unreachable (OperationalError)" and body["code"] == 10005
