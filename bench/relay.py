@@ -75,26 +75,28 @@ def seed(rooms: int, senders: int) -> tuple[list, list]:
     return room_list, people
 
 
+def rose(room, session, sender, msg_id: str):
+    """One rose from `sender` in the room's relayed game."""
+    from gifts.services import GiftRequest
+
+    return GiftRequest(
+        scope="bench",
+        msg_id=msg_id,
+        sender=sender,
+        room=room,
+        game_session=session,
+        gift_code="rose",
+        value=1,
+        num=1,
+    )
+
+
 def send(room_id: str, people: list, count: int, *, prefix: str) -> None:
     """Pay `count` gifts in one transaction (one SendDanmakuGifts-sized batch)."""
-    from gifts.services import GiftRequest, gifts_send, room_for_gifts
+    from gifts.services import gifts_send, room_for_gifts
 
     room, session = room_for_gifts(room_id)
-    outcomes = gifts_send(
-        [
-            GiftRequest(
-                scope="bench",
-                msg_id=f"{prefix}-{n}",
-                sender=people[n % len(people)],
-                room=room,
-                game_session=session,
-                gift_code="rose",
-                value=1,
-                num=1,
-            )
-            for n in range(count)
-        ]
-    )
+    outcomes = gifts_send([rose(room, session, people[n % len(people)], f"{prefix}-{n}") for n in range(count)])
     assert all(outcome.ok for outcome in outcomes), outcomes[0]
 
 
@@ -111,25 +113,15 @@ def send_paced(room_id: str, people: list, index: int, rate: int, total: int, be
     """
     from django.db import connection
 
-    from gifts.services import GiftRequest, gift_send, room_for_gifts
+    from gifts.services import gift_send, room_for_gifts
 
     room, session = room_for_gifts(room_id)
     for n in range(index, total, SENDER_THREADS):
         lag = began + n / rate - time.monotonic()
         if lag > 0:
             time.sleep(lag)
-        request = GiftRequest(
-            scope="bench",
-            msg_id=f"live-{n}",
-            sender=people[n % len(people)],
-            room=room,
-            game_session=session,
-            gift_code="rose",
-            value=1,
-            num=1,
-        )
         try:
-            outcome = gift_send(request)
+            outcome = gift_send(rose(room, session, people[n % len(people)], f"live-{n}"))
             assert outcome.ok, outcome
         except BaseException as error:  # noqa: BLE001 - reported by main()
             SENDER_ERRORS.append(error)

@@ -34,7 +34,7 @@ from gifts.services import (
     room_go_live,
     room_go_off_air,
 )
-from wallets.admin import ReadOnlyAdmin
+from wallets.admin import ReadOnlyAdmin, truncated
 
 
 class ValueTierInline(admin.TabularInline):
@@ -316,7 +316,7 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="message")
     def short_message(self, failed):
-        return failed.message if len(failed.message) <= 60 else f"{failed.message[:57]}..."
+        return truncated(failed.message)
 
     @admin.display(description="raw item")
     def raw_item_pretty(self, failed):

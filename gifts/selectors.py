@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
+from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
 from wallets.models import Account, Entry, Transfer
@@ -139,23 +140,12 @@ def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
     described = []
     for msg_id in msg_ids:
         receipt = receipts.get(msg_id)
-        if receipt is None:
-            delivery = delivery_payload(None)
-            described.append(
-                {
-                    "MsgId": msg_id,
-                    "Result": 10010,
-                    "Msg": "MsgId not found",
-                    "Delivery": {"Status": delivery["status"], "Code": None, "Message": ""},
-                }
-            )
-            continue
-        delivery = delivery_payload(deliveries.get(receipt.event_id))
+        delivery = delivery_payload(deliveries.get(receipt.event_id) if receipt else None)
         described.append(
             {
                 "MsgId": msg_id,
-                "Result": receipt.result,
-                "Msg": receipt.message,
+                "Result": receipt.result if receipt else SendNotFound.code,
+                "Msg": receipt.message if receipt else "MsgId not found",
                 "Delivery": {"Status": delivery["status"], "Code": delivery["code"], "Message": delivery["message"]},
             }
         )

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 
 from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
 from relay.services import RedeliverRefused, delivery_redeliver, relay_health, relay_resume
-from wallets.admin import ReadOnlyAdmin
+from wallets.admin import ReadOnlyAdmin, truncated
 
 
 @admin.register(GameDelivery)
@@ -54,7 +54,7 @@ class GameDeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="message")
     def short_message(self, delivery):
-        return delivery.message if len(delivery.message) <= 60 else f"{delivery.message[:57]}..."
+        return truncated(delivery.message)
 
     @admin.display(description="GiftList item")
     def item_pretty(self, delivery):

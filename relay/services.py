@@ -202,9 +202,10 @@ class Relay:
         # One call names one game: a room that changed games sends the older game's gifts first.
         game = pending[0].mini_game_id if pending else None
         batch = list(itertools.takewhile(lambda delivery: delivery.mini_game_id == game, pending))
-        if unsendable := [(delivery, problem) for delivery in batch if (problem := item_problem(delivery.item))]:
+        problems = {delivery.pk: item_problem(delivery.item) for delivery in batch}
+        if unsendable := [(delivery, problems[delivery.pk]) for delivery in batch if problems[delivery.pk]]:
             _unsendable_fail(unsendable)
-            batch = [delivery for delivery in batch if not item_problem(delivery.item)]
+            batch = [delivery for delivery in batch if not problems[delivery.pk]]
         if not batch:
             self._room_release(room_id, failures=None, delay=None)
             return None
@@ -252,15 +253,7 @@ class Relay:
         # Only deliveries still pending under the MsgId this call sent: a relay whose claim
         # lapsed mid-call may answer late, after another relay settled them or staff queued
         # them again under a new MsgId.
-        still_pending = set(
-            GameDelivery.objects.select_for_update()
-            .filter(
-                pk__in=[delivery.pk for delivery in batch],
-                vendor_msg_id__in=[delivery.vendor_msg_id for delivery in batch],
-                status=GameDelivery.Status.PENDING,
-            )
-            .values_list("pk", flat=True)
-        )
+        still_pending = _lock_still_pending(batch)
         GameDelivery.objects.filter(pk__in=still_pending).update(
             attempts=F("attempts") + 1, last_attempt_at=now, request_id=answer.request_id
         )
@@ -355,14 +348,26 @@ def _is_final(answer: CallAnswer, code: int) -> bool:
     return answer.kind is AnswerKind.RESULTS and code != vendor.RESULT_IN_PROGRESS
 
 
+def _lock_still_pending(batch: list[GameDelivery]) -> set[int]:
+    """Lock the deliveries of `batch` still pending under the MsgId it read; their pks.
+
+    Another relay may have settled one meanwhile, or staff queued it again under a new MsgId.
+    """
+    return set(
+        GameDelivery.objects.select_for_update()
+        .filter(
+            pk__in=[delivery.pk for delivery in batch],
+            vendor_msg_id__in=[delivery.vendor_msg_id for delivery in batch],
+            status=GameDelivery.Status.PENDING,
+        )
+        .values_list("pk", flat=True)
+    )
+
+
 @transaction.atomic
 def _unsendable_fail(unsendable: list[tuple[GameDelivery, str]]) -> None:
     """Fail, without a call, gifts the vendor could never take (see relay.outbox.item_problem)."""
-    still_pending = set(
-        GameDelivery.objects.select_for_update()
-        .filter(pk__in=[delivery.pk for delivery, _ in unsendable], status=GameDelivery.Status.PENDING)
-        .values_list("pk", flat=True)
-    )
+    still_pending = _lock_still_pending([delivery for delivery, _ in unsendable])
     _deliveries_fail(
         [(delivery, UNSENDABLE_CODE, problem) for delivery, problem in unsendable if delivery.pk in still_pending]
     )

@@ -17,6 +17,11 @@ STATEMENT_LINES = 50
 WALLET_ENTRIES_LOOKUP = "account__profile__id__exact"
 
 
+def truncated(text: str, limit: int = 60) -> str:
+    """Text for a list column: whole up to `limit` characters, cut with "..." beyond."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     """For ledger rows: visible to staff, changeable by nobody, superusers included."""
 
