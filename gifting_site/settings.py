@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "gifts",
     "rankings",
     "relay",
+    "refunds",
 ]
 
 MIDDLEWARE = [

@@ -34,7 +34,55 @@ from gifts.services import (
     room_go_live,
     room_go_off_air,
 )
+from refunds.services import GiftToRefundNotFound, gift_refund  # the refunds app's one door for staff
 from wallets.admin import ReadOnlyAdmin, truncated
+
+
+class RefundForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="why: kept with the refund and written in the ledger")
+
+
+def refund_with_reason(model_admin, request, events: list[GiftEvent], action: str):
+    """The "refund" action: ask staff why, then refund each gift once and say what happened."""
+    form = RefundForm(request.POST if "apply" in request.POST else None)
+    if not form.is_valid():
+        return TemplateResponse(
+            request,
+            "admin/gifts/refund_confirm.html",
+            {
+                **model_admin.admin_site.each_context(request),
+                "title": "Refund gifts",
+                "form": form,
+                "events": events,
+                "action": action,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "opts": model_admin.model._meta,
+            },
+        )
+    for event in events:
+        try:
+            outcome = gift_refund(event=event, reason=form.cleaned_data["reason"], staff_user=request.user)
+        except GiftToRefundNotFound as refusal:
+            model_admin.message_user(
+                request, f"{event.room.room_id} #{event.seq}: not refunded: {refusal}", messages.ERROR
+            )
+            continue
+        refund = outcome.refund
+        if outcome.created:
+            shortfall = f" ({refund.shortfall} of the host's share from platform revenue)" if refund.shortfall else ""
+            model_admin.message_user(
+                request,
+                f"MsgId {event.msg_id}: {refund.coins} coins back to {event.sender.user_id}{shortfall}; "
+                f"reversal #{refund.reversal.seq} in room {event.room.room_id}.",
+                messages.SUCCESS,
+            )
+        else:
+            model_admin.message_user(
+                request,
+                f"MsgId {event.msg_id}: already refunded on {refund.created_at:%Y-%m-%d %H:%M}.",
+                messages.WARNING,
+            )
+    return None
 
 
 class ValueTierInline(admin.TabularInline):
@@ -142,10 +190,19 @@ class GameSessionAdmin(admin.ModelAdmin):
 
 @admin.register(GiftEvent)
 class GiftEventAdmin(ReadOnlyAdmin):
-    list_display = ["room", "seq", "sender", "receiver", "gift", "value", "num", "coins", "combo", "created_at"]
-    list_filter = ["gift", "created_at"]
+    list_display = ["room", "seq", "kind", "sender", "receiver", "gift", "value", "num", "coins", "combo", "created_at"]
+    list_filter = ["kind", "gift", "created_at"]
     search_fields = ["room__room_id", "msg_id", "sender__user_id"]
     list_select_related = ["room", "sender", "receiver", "gift"]
+    actions = ["refund"]
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("refunds.add_refund")
+
+    @admin.action(description="Refund the selected gifts to their senders", permissions=["refund"])
+    def refund(self, request, queryset):
+        events = list(queryset.filter(kind=GiftEvent.Kind.GIFT).select_related("room", "sender", "gift").order_by("pk"))
+        return refund_with_reason(self, request, events, "refund")
 
 
 @admin.register(GiftReceipt)
@@ -311,7 +368,7 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
         "resend_result",
     ]
     readonly_fields = fields
-    actions = ["mark_resolved", "resend", "deliver_again"]
+    actions = ["mark_resolved", "resend", "deliver_again", "refund"]
     change_form_template = "admin/gifts/faileddelivery/change_form.html"
 
     @admin.display(description="message")
@@ -375,6 +432,24 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
             f"MsgId {failed.msg_id}: queued for the game again as {delivery.vendor_msg_id}; marked resolved.",
             messages.SUCCESS,
         )
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("refunds.add_refund")
+
+    @admin.action(description="Refund the paid gift to its sender (vendor failures)", permissions=["refund"])
+    def refund(self, request, queryset):
+        # Only a gift the game refused was paid for; a billing failure charged nothing.
+        events = list(
+            GiftEvent.objects.filter(game_delivery__failure__in=queryset)
+            .select_related("room", "sender", "gift")
+            .order_by("pk")
+        )
+        if not events:
+            self.message_user(
+                request, "Nothing to refund: only gifts the game refused were paid for.", messages.WARNING
+            )
+            return None
+        return refund_with_reason(self, request, events, "refund")
 
     def get_urls(self):
         return [

@@ -25,7 +25,7 @@ from gifting_site.cache import window_count
 from gifting_site.errors import RoomUnavailable, SendNotFound, error_body, error_responses
 from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
-from gifts.models import FailedDelivery, GameSession, GiftReceipt, Room
+from gifts.models import FailedDelivery, GameSession, GiftEvent, GiftReceipt, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
 from gifts.services import GiftRequest, game_for_gifts, game_join, gift_send, room_for_gifts
 from rankings.models import RankingEntry
@@ -137,6 +137,10 @@ class GiftListApi(APIView):
 @extend_schema_serializer(component_name="GiftEvent")
 class EventSerializer(serializers.Serializer):
     seq = serializers.IntegerField(help_text="the room's sequence number, contiguous")
+    kind = serializers.ChoiceField(
+        choices=GiftEvent.Kind.choices, help_text="`gift`, or `reversal`: a refunded gift's coins taken back"
+    )
+    reverses_seq = serializers.IntegerField(allow_null=True, help_text="a reversal: the seq of the refunded gift")
     msg_id = serializers.CharField()
     sender = PersonSerializer()
     receiver_id = serializers.CharField()
@@ -152,9 +156,9 @@ class EventSerializer(serializers.Serializer):
     value = serializers.IntegerField()
     num = serializers.IntegerField()
     count = serializers.IntegerField(help_text="value x num")
-    coins = serializers.IntegerField(help_text="what the gift cost")
+    coins = serializers.IntegerField(help_text="what the gift cost (a reversal: what its sender got back)")
     effect = serializers.CharField(allow_blank=True, help_text="the game effect of the Value tier, or empty")
-    combo = serializers.IntegerField()
+    combo = serializers.IntegerField(help_text="the gift's place in its sender's streak; 0 for a reversal")
     at = serializers.DateTimeField()
 
 
@@ -251,7 +255,7 @@ class SendDetailApi(APIView):
         coins_balance = serializers.IntegerField(allow_null=True, help_text="the sender's coins after the gift")
         event = EventSerializer(allow_null=True, help_text="the room event, for a gift that was sent")
         delivery = GameDeliverySerializer(help_text="what the game vendor made of the gift (game relay)")
-        refunded = serializers.BooleanField()
+        refunded = serializers.BooleanField(help_text="true once the gift was refunded (its coins went back)")
 
     @extend_schema(
         parameters=[path_parameter("msg_id", "the msg_id the gift was sent with", "demo-1")],
@@ -261,7 +265,7 @@ class SendDetailApi(APIView):
         sender = profile_for_user(request.user)
         receipt = (
             GiftReceipt.objects.filter(scope=f"user:{sender.pk}", msg_id=msg_id)
-            .select_related("event__sender", "event__receiver", "event__gift")
+            .select_related("event__sender", "event__receiver", "event__gift", "event__reverses")
             .first()
         )
         if receipt is None:

@@ -133,31 +133,56 @@ class GamePlayer(models.Model):
 
 
 class GiftEvent(models.Model):
-    """A delivered gift, numbered within its room. Written once, never changed."""
+    """A room event, numbered within its room: a paid gift, or the reversal of a refunded one.
+
+    Written once, never changed. A reversal copies its gift's sender, receiver, gift and
+    coins, is paid by the refund's transfer and takes the room's next seq, so a client that
+    applies events in seq order keeps its totals right.
+    """
+
+    class Kind(models.TextChoices):
+        GIFT = "gift", "gift"
+        REVERSAL = "reversal", "reversal"
 
     # Indexed by the (room, seq) constraint and the (room, sender, -seq) index, which lead with it.
     room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.BigIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GIFT)
+    # A reversal's gift; at most one reversal per gift, which the unique constraint guarantees.
+    reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal")
     msg_id = models.CharField(max_length=128)
     sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events")
     receiver = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="received_gift_events")
     gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
     game_session = models.ForeignKey(GameSession, null=True, blank=True, on_delete=models.PROTECT)
+    # The live session whose leaderboard the gift counted towards (none for reversals), so a
+    # refund takes the coins back from the very boards that counted them.
+    live_session = models.ForeignKey(
+        LiveSession, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     value = models.PositiveIntegerField()
     num = models.PositiveIntegerField()
     count = models.PositiveBigIntegerField(help_text="value x num")
     coins = models.PositiveBigIntegerField()
     effect = models.CharField(max_length=64, blank=True)
+    # A gift's place in its sender's streak; 0 for a reversal, which ends the streak.
     combo = models.PositiveIntegerField(default=1)
     transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="gift_event")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="event_seq_unique_in_room")]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="event_seq_unique_in_room"),
+            models.CheckConstraint(
+                condition=Q(kind="gift", reverses__isnull=True) | Q(kind="reversal", reverses__isnull=False),
+                name="event_reversal_names_its_gift",
+            ),
+        ]
         indexes = [models.Index(fields=["room", "sender", "-seq"], name="event_sender_latest")]
 
     def __str__(self) -> str:
-        return f"{self.room} #{self.seq} {self.gift.gift_id} x{self.count}"
+        what = "reversal of " if self.kind == self.Kind.REVERSAL else ""
+        return f"{self.room} #{self.seq} {what}{self.gift.gift_id} x{self.count}"
 
 
 class HostGiftCount(models.Model):

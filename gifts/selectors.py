@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 
 from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
@@ -13,6 +13,8 @@ from wallets.selectors import AuditCheck, audit_check
 # How many events a client may ask to replay at once, and how many a snapshot carries.
 REPLAY_LIMIT = 500
 SNAPSHOT_RECENT = 20
+# What `event_payload` reads of an event's relations.
+EVENT_RELATED = ("sender", "receiver", "gift", "reverses")
 
 
 def gift_payload(gift: Gift) -> dict[str, Any]:
@@ -26,11 +28,17 @@ def gift_payload(gift: Gift) -> dict[str, Any]:
 
 
 def event_payload(event: GiftEvent) -> dict[str, Any]:
-    """A gift event as every client sees it: REST answers, resync and the websocket alike."""
+    """A room event as every client sees it: REST answers, resync and the websocket alike.
+
+    A reversal repeats its gift's sender, gift, count and coins, and names its seq in
+    `reverses_seq`: a client takes those coins back off its totals.
+    """
     gift = gift_payload(event.gift)
     del gift["price"]
     return {
         "seq": event.seq,
+        "kind": event.kind,
+        "reverses_seq": event.reverses.seq if event.reverses_id else None,
         "msg_id": event.msg_id,
         "sender": {
             "user_id": event.sender.user_id,
@@ -88,7 +96,7 @@ def events_after(
     events = GiftEvent.objects.filter(room=room, seq__gt=since)
     if until is not None:
         events = events.filter(seq__lte=until)
-    events = events.select_related("sender", "receiver", "gift").order_by("seq")[:limit]
+    events = events.select_related(*EVENT_RELATED).order_by("seq")[:limit]
     return [event_payload(event) for event in events]
 
 
@@ -100,13 +108,14 @@ def room_events_after(room_id: str, *, since: int, until: int | None = None) -> 
 
 def recent_events(room: Room, *, limit: int = SNAPSHOT_RECENT) -> list[dict[str, Any]]:
     """The room's newest events, oldest first."""
-    events = GiftEvent.objects.filter(room=room).select_related("sender", "receiver", "gift").order_by("-seq")[:limit]
+    events = GiftEvent.objects.filter(room=room).select_related(*EVENT_RELATED).order_by("-seq")[:limit]
     return [event_payload(event) for event in reversed(events)]
 
 
 def host_gift_wall(host_id: int) -> list[dict[str, Any]]:
     counts = (
-        HostGiftCount.objects.filter(host_id=host_id)
+        # A gift whose every one was refunded is off the wall.
+        HostGiftCount.objects.filter(host_id=host_id, count__gt=0)
         .select_related("gift")
         .order_by("gift__sort_order", "gift__gift_id")
     )
@@ -124,8 +133,7 @@ def send_detail(receipt: GiftReceipt) -> dict[str, Any]:
         "coins_balance": receipt.coins_balance,
         "event": event_payload(event) if event else None,
         "delivery": delivery_payload(delivery),
-        # No gift can be refunded yet; refunds (SPEC section 10) will set this.
-        "refunded": False,
+        "refunded": event is not None and GiftEvent.objects.filter(reverses=event).exists(),
     }
 
 
@@ -153,26 +161,67 @@ def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def gifts_audit() -> list[AuditCheck]:
-    """Every gift event is paid by its own transfer, and every gift transfer pays for an event."""
+    """Every gift is paid by its own transfer, every refund gives back its own gift, and no transfer is orphaned."""
     sender_paid = Entry.objects.filter(
         transfer_id=OuterRef("transfer_id"),
         account__profile_id=OuterRef("sender_id"),
         account__kind=Account.Kind.COINS,
         amount=-OuterRef("coins"),
     )
-    unpaid = GiftEvent.objects.exclude(Exists(sender_paid)).order_by("pk").values_list("pk", flat=True)
+    gifts = GiftEvent.objects.filter(kind=GiftEvent.Kind.GIFT)
+    unpaid = gifts.exclude(Exists(sender_paid)).order_by("pk").values_list("pk", flat=True)
     orphans = (
-        Transfer.objects.filter(kind=Transfer.Kind.GIFT, gift_event__isnull=True)
+        Transfer.objects.filter(kind=Transfer.Kind.GIFT)
+        .exclude(gift_event__kind=GiftEvent.Kind.GIFT)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    events, gift_transfers = GiftEvent.objects.count(), Transfer.objects.filter(kind=Transfer.Kind.GIFT).count()
+
+    sender_refunded = Entry.objects.filter(
+        transfer_id=OuterRef("transfer_id"),
+        account__profile_id=OuterRef("sender_id"),
+        account__kind=Account.Kind.COINS,
+        amount=OuterRef("coins"),
+    )
+    reversals = GiftEvent.objects.filter(kind=GiftEvent.Kind.REVERSAL)
+    # A reversal gives back exactly what its own gift cost, to that gift's sender, in that room.
+    unmatched = reversals.exclude(
+        reverses__kind=GiftEvent.Kind.GIFT,
+        reverses__room_id=F("room_id"),
+        reverses__sender_id=F("sender_id"),
+        reverses__coins=F("coins"),
+        transfer__kind=Transfer.Kind.REFUND,
+    ) | reversals.exclude(Exists(sender_refunded))
+    refund_orphans = (
+        Transfer.objects.filter(kind=Transfer.Kind.REFUND)
+        .exclude(gift_event__kind=GiftEvent.Kind.REVERSAL)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    gift_count, reversal_count = gifts.count(), reversals.count()
     return [
         audit_check(
             "every gift event has its transfer, debiting the sender what it cost",
-            f"{events} gift events",
+            f"{gift_count} gift events",
             unpaid,
             "gift event",
         ),
-        audit_check("every gift transfer has its gift event", f"{gift_transfers} gift transfers", orphans, "transfer"),
+        audit_check(
+            "every gift transfer has its gift event",
+            f"{Transfer.objects.filter(kind=Transfer.Kind.GIFT).count()} gift transfers",
+            orphans,
+            "transfer",
+        ),
+        audit_check(
+            "every refund reverses its own gift, crediting its sender what it cost",
+            f"{reversal_count} refunds",
+            unmatched.order_by("pk").values_list("pk", flat=True).distinct(),
+            "reversal event",
+        ),
+        audit_check(
+            "every refund transfer has its reversal event",
+            f"{Transfer.objects.filter(kind=Transfer.Kind.REFUND).count()} refund transfers",
+            refund_orphans,
+            "transfer",
+        ),
     ]

@@ -1,4 +1,4 @@
-"""Server API for business servers: ZEGO's SendDanmakuGifts shape, plus TopUp (SPEC section 5).
+"""Server API for business servers: ZEGO's SendDanmakuGifts shape, plus TopUp and RefundGift (SPEC sections 5, 10).
 
 Every answer is HTTP 200 with `{Code, Message, RequestId[, Data]}`, as ZEGO's API answers;
 the outcome is in `Code`. A request-level refusal (Code != 0) records nothing, so every
@@ -36,6 +36,7 @@ from gifts.models import ServerApp
 from gifts.selectors import sends_describe
 from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
 from gifts.signatures import request_authenticate
+from refunds.services import server_gift_refund  # the refunds app's one door for business servers
 from wallets.services import TransferConflict, coins_account
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 MAX_GIFTS_PER_CALL = 100
 MAX_TOPUP = 100_000_000
 SUCCEED = "succeed"
-ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults")
+ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults", "RefundGift")
 MAX_DESCRIBED = 100
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
@@ -113,6 +114,14 @@ class DescribeDanmakuMsgResultsSerializer(serializers.Serializer):
     )
 
 
+class RefundGiftSerializer(serializers.Serializer):
+    MsgId = StrictCharField(
+        min_length=1, max_length=128, help_text="the gift's MsgId: sent by this app, or by the user"
+    )
+    UserId = StrictCharField(max_length=64, help_text="who sent the gift")
+    Reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="kept with the refund")
+
+
 class DescribedDeliverySerializer(serializers.Serializer):
     Status = serializers.CharField(help_text="not_relayed, pending, delivered, failed or cancelled")
     Code = serializers.IntegerField(allow_null=True, help_text="the game vendor's last code or Result")
@@ -141,13 +150,19 @@ class TopUpDataSerializer(serializers.Serializer):
     Balance = serializers.IntegerField(help_text="the user's coins now")
 
 
+class RefundGiftDataSerializer(serializers.Serializer):
+    MsgId = serializers.CharField()
+    Coins = serializers.IntegerField(help_text="given back to the sender: what the gift cost")
+    Balance = serializers.IntegerField(help_text="the sender's coins right after the refund")
+
+
 class ServerApiAnswerSerializer(serializers.Serializer):
     Code = serializers.IntegerField(help_text="0, or the request-level refusal: nothing was recorded")
     Message = serializers.CharField()
     RequestId = serializers.CharField()
     Data = PolymorphicProxySerializer(
         component_name="ServerApiData",
-        serializers=[GiftResultsDataSerializer, TopUpDataSerializer],
+        serializers=[GiftResultsDataSerializer, TopUpDataSerializer, RefundGiftDataSerializer],
         resource_type_field_name=None,
         required=False,
         help_text="present when Code is 0",
@@ -250,20 +265,27 @@ class ServerApi(APIView):
 
     @extend_schema(
         operation_id="server_api",
-        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults (server API, signed)",
+        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults / RefundGift (server API, signed)",
         description=(
             "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
             "Code != 0 is a request-level refusal (7200001 auth, 7200002 stale or replayed, 7200003 malformed, "
             "7200004 room, 7200005 rate, 7202001/7202002/7206001 game, 10005 database or Redis unavailable) "
             "and records nothing. "
             "SendDanmakuGifts answers one Result per gift in GiftList order; DescribeDanmakuMsgResults "
-            "answers each MsgId's stored Result (10010 when not found) and its game Delivery."
+            "answers each MsgId's stored Result (10010 when not found) and its game Delivery. "
+            "RefundGift gives a paid gift's cost back to its sender once (again: the same answer; "
+            "10010 when no paid gift of that UserId has the MsgId)."
         ),
         parameters=SIGNING_PARAMETERS,
         auth=[],
         request=PolymorphicProxySerializer(
             component_name="ServerApiRequest",
-            serializers=[SendDanmakuGiftsSerializer, TopUpSerializer, DescribeDanmakuMsgResultsSerializer],
+            serializers=[
+                SendDanmakuGiftsSerializer,
+                TopUpSerializer,
+                DescribeDanmakuMsgResultsSerializer,
+                RefundGiftSerializer,
+            ],
             resource_type_field_name=None,
         ),
         responses={200: ServerApiAnswerSerializer},
@@ -289,7 +311,11 @@ class ServerApi(APIView):
             OpenApiExample(
                 "TopUp", request_only=True, value={"UserId": "user1", "Amount": 500, "Reference": "pay-20240101-0001"}
             ),
-            OpenApiExample("DescribeDanmakuMsgResults", request_only=True, value={"MsgIdList": ["445623452643416236"]}),
+            OpenApiExample(
+                "RefundGift",
+                request_only=True,
+                value={"MsgId": "445623452643416236", "UserId": "user1", "Reason": "sent by mistake"},
+            ),
             OpenApiExample(
                 "SendDanmakuGifts answer",
                 response_only=True,
@@ -313,6 +339,8 @@ class ServerApi(APIView):
                 data = self.top_up(app, json_body(request))
             elif action == "DescribeDanmakuMsgResults":
                 data = self.describe(app, json_body(request))
+            elif action == "RefundGift":
+                data = self.refund_gift(app, json_body(request))
             else:
                 raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
         except BACKEND_UNAVAILABLE as error:
@@ -384,6 +412,14 @@ class ServerApi(APIView):
     def describe(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
         data = validated(DescribeDanmakuMsgResultsSerializer, body)
         return {"Results": sends_describe(scope=f"app:{app.app_id}", msg_ids=data["MsgIdList"])}
+
+    def refund_gift(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(RefundGiftSerializer, body)
+        outcome = server_gift_refund(
+            app=app, user_id=data["UserId"], msg_id=data["MsgId"], reason=data.get("Reason", "")
+        )
+        refund = outcome.refund
+        return {"MsgId": data["MsgId"], "Coins": refund.coins, "Balance": refund.coins_balance}
 
     def options(self, request, *args, **kwargs):
         """Not DRF's metadata: a business server gets ZEGO's shape whatever it sends."""

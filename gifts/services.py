@@ -408,6 +408,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             receiver=host,
             gift=gift.gift,
             game_session=request.game_session,
+            live_session_id=rooms[room.pk][1],
             value=request.value,
             num=request.num,
             count=count,

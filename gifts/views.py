@@ -103,6 +103,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
             "send": reverse("gift-send", args=[room.room_id]),
             "join": reverse("game-join", args=[room.room_id]),
             "ticket": reverse("ws-ticket"),
+            "me": reverse("me"),
             "socket": f"/ws/rooms/{room.room_id}/",
         },
     }

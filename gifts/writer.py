@@ -42,7 +42,9 @@ Before the batch, each request reads its room, host and open game in one join
   for the shortest time.
 - `combos_latest`: each (room, sender)'s newest event, through the index that serves
   `ORDER BY seq DESC LIMIT 1` per pair; read once the room is locked.
-- `events_insert`: the room events, one INSERT ... RETURNING their ids.
+- `events_insert`: the room events, one INSERT ... RETURNING their ids. Each names the
+  live session it counted towards, so that a refund (refunds.services) can take its coins
+  back from the same boards.
 - `rankings_add`, `gift_wall_add`: the leaderboards and the hosts' gift walls, one upsert
   each that adds in the database (`coins = coins + excluded.coins`).
 - `deliveries_insert`: the game deliveries of gifts to a relayed game (the relay's outbox,
@@ -269,11 +271,13 @@ def balances_add(changes: dict[int, int]) -> None:
 EVENT_COLUMNS = (
     "room_id",
     "seq",
+    "kind",
     "msg_id",
     "sender_id",
     "receiver_id",
     "gift_id",
     "game_session_id",
+    "live_session_id",
     "value",
     "num",
     "count",

@@ -23,7 +23,8 @@ def leaderboard_top(*, room, period: str, limit: int = 10) -> list[dict]:
     if period not in keys:
         return []  # `live` while the room is off air: nothing to rank.
     rows = (
-        RankingEntry.objects.filter(room=room, period=period, period_key=keys[period])
+        # A sender whose gifts were all refunded keeps a row at 0 coins: not on the board.
+        RankingEntry.objects.filter(room=room, period=period, period_key=keys[period], coins__gt=0)
         .order_by("-coins", "reached_at", "id")
         .select_related("profile")[:limit]
     )

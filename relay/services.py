@@ -452,6 +452,26 @@ def failed_delivery_redeliver(*, failed: FailedDelivery, staff_user: Any) -> Gam
     return delivery_redeliver(delivery=delivery, staff_user=staff_user)
 
 
+def delivery_cancel(*, event_id: int, staff_user: Any = None) -> GameDelivery | None:
+    """The gift was refunded: the game must not get it. Its delivery, if still owed, is cancelled.
+
+    Runs inside the refund's transaction. A pending delivery is never sent after this
+    commits; one whose call is in flight stays cancelled whatever the vendor answers (see
+    `_lock_still_pending`), though the game may already show it. A failed one can no longer
+    be delivered again, and its failed-delivery row is resolved by the refund.
+    """
+    delivery = GameDelivery.objects.select_for_update().filter(event_id=event_id).first()
+    if delivery is None or delivery.status not in (GameDelivery.Status.PENDING, GameDelivery.Status.FAILED):
+        return delivery
+    delivery.status, delivery.message = GameDelivery.Status.CANCELLED, "the gift was refunded"
+    delivery.save(update_fields=["status", "message"])
+    if delivery.failure_id is not None:
+        FailedDelivery.objects.filter(pk=delivery.failure_id, resolved_at__isnull=True).update(
+            resolved_at=timezone.now(), resolved_by=staff_user
+        )
+    return delivery
+
+
 def relay_resume() -> None:
     """Lift a pause now (staff fixed the credentials or the clock): the relays call again at once."""
     _health_update(paused_until=None)

@@ -79,6 +79,7 @@ class Transfer(models.Model):
         TOP_UP = "top_up", "top-up"
         GIFT = "gift", "gift"
         GRANT = "grant", "staff grant"
+        REFUND = "refund", "gift refund"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     # The idempotency key of the movement: a second transfer with the same reference is refused.

@@ -7,7 +7,10 @@ Needs Debian's `chromium` and the `playwright` package: `scripts/install-browser
 both. Where no Chromium can be had, the tests are skipped and say so.
 """
 
+import hashlib
+import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,8 +18,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.db import connection
@@ -260,6 +264,69 @@ def test_a_dropped_connection_comes_back_without_gaps_or_repeats(server, browser
     assert feed_seqs(watcher) == [4, 3, 2, 1]
     assert watcher.evaluate("window.giftstream.lastSeq") == 4
     expect(watcher.locator('#leaderboard .leaderboard-row[data-user-id="user3"]')).to_contain_text("4")
+
+    for context in (watcher_context, sender_context):
+        context.close()
+
+
+def refund_through_the_server_api(base: str, *, msg_id: str, user_id: str) -> dict:
+    """RefundGift as the demo's business server (AppId 1000001) calls it."""
+    app_id, secret, nonce, timestamp = "1000001", "demo-secret", uuid.uuid4().hex[:16], str(int(time.time()))
+    signature = hashlib.md5(f"{app_id}{nonce}{secret}{timestamp}".encode()).hexdigest()
+    query = urlencode(
+        {
+            "Action": "RefundGift",
+            "AppId": app_id,
+            "SignatureNonce": nonce,
+            "Timestamp": timestamp,
+            "SignatureVersion": "2.0",
+            "Signature": signature,
+        }
+    )
+    request = urllib.request.Request(
+        f"{base}/api/v1/?{query}",
+        data=json.dumps({"MsgId": msg_id, "UserId": user_id, "Reason": "charged by mistake"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_refund_takes_the_gift_back_on_every_page(server, browser):
+    # given user5 sent two cars in room456, watched by an anonymous viewer
+    watcher_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    watcher = watcher_context.new_page()
+    watcher.goto(f"{server}/rooms/room456/")
+    wait_connected(watcher)
+    sender_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    sender = sender_context.new_page()
+    log_in(sender, server, "user5", "room456")
+    sender.locator(".gift-option", has_text="Car").click()
+    send = sender.get_by_role("button", name="Send Car")
+    send.click()
+    expect(sender.locator("#coins")).to_have_text("99,500", timeout=WAIT_MS)
+    send.click()
+    expect(sender.locator("#coins")).to_have_text("99,000", timeout=WAIT_MS)
+    board_row = watcher.locator('#leaderboard .leaderboard-row[data-user-id="user5"]')
+    expect(board_row).to_contain_text("1,000", timeout=WAIT_MS)
+    first_car = watcher.locator('#feed .feed-item[data-seq="1"]')
+    msg_id = first_car.get_attribute("data-msg-id")
+
+    # when the business server refunds the first car
+    answer = refund_through_the_server_api(server, msg_id=msg_id, user_id="user5")
+    assert answer["Code"] == 0 and answer["Data"] == {"MsgId": msg_id, "Coins": 500, "Balance": 99_500}, answer
+
+    # then every page takes it back: the leaderboard, the feed, and the sender's own balance
+    expect(board_row).to_contain_text("500", timeout=WAIT_MS)
+    expect(board_row).not_to_contain_text("1,000")
+    reversal = watcher.locator("#feed .feed-reversal")
+    expect(reversal).to_have_count(1, timeout=WAIT_MS)
+    expect(reversal).to_contain_text("Car ×1 was refunded")
+    expect(first_car).to_have_class(re.compile(r"\bis-refunded\b"))
+    expect(sender.locator("#coins")).to_have_text("99,500", timeout=WAIT_MS)
+    expect(sender.locator('#leaderboard .leaderboard-row[data-user-id="user5"]')).to_contain_text("500")
+    assert feed_seqs(watcher) == [3, 2, 1]
+    screenshot(watcher, "room456-refund.png")
 
     for context in (watcher_context, sender_context):
         context.close()

@@ -114,8 +114,10 @@ async def test_gift_sent_through_the_api_arrives_as_a_gifts_event(viewer, live_r
     assert event["gift"]["gift_id"] == "rose"
     assert (event["value"], event["num"], event["count"], event["coins"], event["combo"]) == (1, 2, 2, 20, 1)
     assert set(event) == {
-        "seq", "msg_id", "sender", "receiver_id", "gift", "value", "num", "count", "coins", "effect", "combo", "at"
+        "seq", "kind", "reverses_seq", "msg_id", "sender", "receiver_id", "gift", "value", "num", "count", "coins",
+        "effect", "combo", "at",
     }  # fmt: skip
+    assert (event["kind"], event["reverses_seq"]) == ("gift", None)
     # and the changed top 10 follows
     board = await communicator.receive_json_from(timeout=5)
     assert board["type"] == "leaderboard"

@@ -33,7 +33,7 @@ def paid_gift(viewer, room, rose):
 def test_a_sound_ledger_passes_every_check(paid_gift):
     code, output = ledger_check()
     assert code == 0, output
-    assert "ledger_check: all 8 checks passed" in output
+    assert "ledger_check: all 10 checks passed" in output
     assert "ok   every gift event has its transfer, debiting the sender what it cost (1 gift events)" in output
 
 
@@ -95,3 +95,32 @@ def test_a_gift_transfer_without_its_event_and_an_event_not_paid_by_its_sender_a
     assert code == 1
     assert f"FAIL every gift transfer has its gift event (2 gift transfers)\n       transfer #{orphan.pk}" in output
     assert f"gift event #{unpaid.pk}" in output and f"gift event #{paid_gift.pk}" not in output
+
+
+def test_a_refunded_gift_passes_and_a_reversal_that_gives_back_the_wrong_coins_is_named(paid_gift, viewer):
+    from refunds.services import gift_refund
+
+    reversal = gift_refund(event=paid_gift).refund.reversal
+    code, output = ledger_check()
+    assert code == 0, output
+    assert "ok   every refund reverses its own gift, crediting its sender what it cost (1 refunds)" in output
+
+    GiftEvent.objects.filter(pk=reversal.pk).update(coins=reversal.coins + 1)
+    orphan = Transfer.objects.create(kind=Transfer.Kind.REFUND, reference="refund:orphan")
+    Entry.objects.create(transfer=orphan, account=platform_account(Account.Kind.REVENUE), amount=-1)
+    Entry.objects.create(transfer=orphan, account=Account.objects.get(profile=viewer, kind="coins"), amount=1)
+    Account.objects.filter(profile=viewer, kind="coins").update(
+        balance=Account.objects.get(profile=viewer, kind="coins").balance + 1
+    )
+
+    code, output = ledger_check()
+
+    assert code == 1
+    assert (
+        "FAIL every refund reverses its own gift, crediting its sender what it cost (1 refunds)\n"
+        f"       reversal event #{reversal.pk}" in output
+    )
+    assert (
+        f"FAIL every refund transfer has its reversal event (2 refund transfers)\n       transfer #{orphan.pk}"
+        in output
+    )

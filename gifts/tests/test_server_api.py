@@ -598,3 +598,72 @@ def test_the_server_api_is_in_the_openapi_schema(client, db):
     components = schema["components"]["schemas"]
     assert set(components["GiftItem"]["properties"]) == {"UserInfo", "GiftInfo", "Timestamp", "ReceiverId", "MsgId"}
     assert set(components["ServerApiAnswer"]["properties"]) == {"Code", "Message", "RequestId", "Data"}
+
+
+# --- RefundGift ------------------------------------------------------------------------------------
+
+
+def refund(client, msg_id, user_id="fan1", reason="sent by mistake"):
+    return call(client, {"MsgId": msg_id, "UserId": user_id, "Reason": reason}, action="RefundGift")
+
+
+def test_refund_gift_gives_the_cost_back_once_and_answers_the_same_again(client, app, arena):
+    call(client, batch("arena", [item("r1", value=66, num=2)]))  # 132 coins
+    assert profile_balances(Profile.objects.get(user_id="fan1"))["coins"] == 1_000 - 132
+
+    first = refund(client, "r1")
+    again = refund(client, "r1", reason="pressed twice")
+
+    assert first["Code"] == 0 and first["Data"] == {"MsgId": "r1", "Coins": 132, "Balance": 1_000}
+    assert again["Code"] == 0 and again["Data"] == first["Data"]
+    assert profile_balances(Profile.objects.get(user_id="fan1"))["coins"] == 1_000
+    assert Transfer.objects.filter(kind=Transfer.Kind.REFUND).count() == 1
+    assert ledger_totals()["sum_of_balances"] == 0
+
+
+def test_refund_gift_of_an_unknown_msg_id_or_someone_elses_gift_is_10010(client, app, arena):
+    call(client, batch("arena", [item("r1")]))
+    before = state()
+
+    for msg_id, user_id in (("nope", "fan1"), ("r1", "fan2"), ("r1", "ghost")):
+        data = refund(client, msg_id, user_id=user_id)
+        assert data["Code"] == 10010, data
+    assert state() == before
+
+
+def test_refund_gift_of_a_refused_gift_is_10010(client, app, arena):
+    data = call(client, batch("arena", [item("poor", value=66, num=100)]))  # 6,600 coins: fan1 has 1,000
+    assert results(data) == [(10007, "poor")]
+
+    assert refund(client, "poor")["Code"] == 10010
+
+
+def test_refund_gift_reaches_a_gift_the_user_sent_through_the_viewer_api(client, app, arena, client_for):
+    fan = Profile.objects.get(user_id="fan1")
+    sent = client_for(fan).post(
+        "/api/rooms/arena/gifts/", {"gift_id": "g1", "msg_id": "app-tap-1", "value": 10}, format="json"
+    )
+    assert sent.status_code == 201, sent.content
+
+    data = refund(client, "app-tap-1")
+
+    assert data["Code"] == 0 and data["Data"]["Coins"] == 10 and data["Data"]["Balance"] == 1_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"MsgId": "r1"},
+        {"MsgId": "", "UserId": "fan1"},
+        {"MsgId": 5, "UserId": "fan1"},
+        {"MsgId": "r1", "UserId": "fan1", "Reason": "x" * 201},
+    ],
+)
+def test_a_malformed_refund_gift_is_7200003_and_refunds_nothing(client, app, arena, body):
+    call(client, batch("arena", [item("r1")]))
+
+    data = call(client, body, action="RefundGift")
+
+    assert data["Code"] == 7200003, data
+    assert Transfer.objects.filter(kind=Transfer.Kind.REFUND).count() == 0

@@ -65,6 +65,7 @@
   const shown = new Set(); // seqs in the feed (or already animated): never twice
 
   function feedItem(event) {
+    if (event.kind === "reversal") return reversalItem(event);
     return el(
       "li",
       { class: "feed-item feed-item-new", "data-seq": event.seq, "data-msg-id": event.msg_id },
@@ -86,6 +87,37 @@
     );
   }
 
+  /* A refund: the gift's coins went back to its sender, and the room's totals go down. */
+  function reversalItem(event) {
+    return el(
+      "li",
+      {
+        class: "feed-item feed-item-new feed-reversal",
+        "data-seq": event.seq,
+        "data-msg-id": event.msg_id,
+        "data-reverses-seq": event.reverses_seq,
+      },
+      el("span", { class: "avatar", "aria-hidden": "true", text: "↩" }),
+      el(
+        "span",
+        { class: "feed-text" },
+        el("strong", { class: "feed-sender", text: event.sender.nickname }),
+        "'s ",
+        el("span", { class: "feed-gift", text: event.gift.name }),
+        " ",
+        el("span", { class: "feed-count", text: `×${fmt(event.count)}` }),
+        " was refunded ",
+        el("span", { class: "feed-refunded-coins", text: `−${fmt(event.coins)}` })
+      )
+    );
+  }
+
+  /* Strike through the gift a reversal took back, if the feed still shows it. */
+  function feedMarkRefunded(seq) {
+    const item = feed.querySelector(`.feed-item[data-seq="${seq}"]:not(.feed-reversal)`);
+    if (item) item.classList.add("is-refunded");
+  }
+
   /* Newest first; a late event still lands in seq order. */
   function feedInsert(event) {
     if (shown.has(event.seq)) return false;
@@ -102,6 +134,7 @@
     }
     feed.insertBefore(item, before);
     while (feed.children.length > FEED_LIMIT) feed.lastElementChild.remove();
+    if (event.kind === "reversal") feedMarkRefunded(event.reverses_seq);
     return true;
   }
 
@@ -317,7 +350,13 @@
 
   /* Show a gift now (feed + animation) if this page has not shown it yet. */
   function display(event, animate) {
-    if (feedInsert(event) && animate) animEnqueue(event);
+    if (!feedInsert(event)) return;
+    if (event.kind === "reversal") {
+      // The leaderboard follows in its own message; the sender's own balance is read again.
+      if (event.sender.user_id === me) coinsRefresh();
+      return;
+    }
+    if (animate) animEnqueue(event);
   }
 
   function accept(events, animate) {
@@ -541,6 +580,16 @@
     if (coinsNode) {
       coinsNode.textContent = fmt(value);
       coinsNode.dataset.coins = value;
+    }
+  }
+
+  /* A gift of ours was refunded: show the balance the server has now. */
+  async function coinsRefresh() {
+    try {
+      const response = await fetch(state.urls.me, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.ok) coinsRender(Number((await response.json()).coins));
+    } catch (error) {
+      // Offline for a moment: the next send answers with the balance anyway.
     }
   }
 

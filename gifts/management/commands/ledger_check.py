@@ -11,7 +11,8 @@ from wallets.selectors import ledger_audit
 class Command(BaseCommand):
     help = (
         "Verify the ledger: all balances sum to 0, every transfer balances, every user balance equals its "
-        "entries, no user account is negative, every gift event has its transfer. Exit 1 on any discrepancy."
+        "entries, no user account is negative, every gift event has its transfer and every refund its gift. "
+        "Exit 1 on any discrepancy."
     )
 
     def handle(self, *args, **options):

@@ -1,0 +1,88 @@
+"""Random mixes of top-ups, gifts and refunds: the books and the boards stay exact after every step."""
+
+import itertools
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gifts.models import HostGiftCount
+from gifts.selectors import gifts_audit
+from gifts.services import gift_send
+from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
+from rankings.models import RankingEntry
+from refunds.services import gift_refund
+from wallets.selectors import ledger_audit, profile_balances
+from wallets.services import topup_create
+from wallets.tests.factories import ProfileFactory
+
+pytestmark = pytest.mark.django_db
+
+SENDERS = 3
+_runs = itertools.count()
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("top_up"), st.integers(0, SENDERS - 1), st.integers(1, 500)),
+        st.tuples(st.just("send"), st.integers(0, SENDERS - 1), st.integers(1, 40)),
+        # Refund the n-th gift sent so far (modulo how many there are); a repeat must change nothing.
+        st.tuples(st.just("refund"), st.integers(0, 1_000), st.just(0)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=operations)
+def test_ledger_and_boards_hold_after_every_step(rose, steps):
+    # Each example gets its own room and people; the ledger checks cover everything written so far.
+    run = next(_runs)
+    room = RoomFactory(room_id=f"prop{run}", host=ProfileFactory(user_id=f"prop{run}-host"))
+    senders = [ProfileFactory(user_id=f"prop{run}-fan{index}", coins=100) for index in range(SENDERS)]
+    coins = [100] * SENDERS
+    paid: list = []  # (event, sender index)
+    refunded: set[int] = set()
+    references = itertools.count()
+
+    for kind, who, amount in steps:
+        if kind == "top_up":
+            topup_create(profile=senders[who], amount=amount, reference=f"prop{run}-{next(references)}")
+            coins[who] += amount
+        elif kind == "send":
+            outcome = gift_send(gift_request(senders[who], room, f"prop{run}-{next(references)}", num=amount))
+            cost = amount * rose.price
+            assert outcome.ok == (coins[who] >= cost), outcome
+            if outcome.ok:
+                coins[who] -= cost
+                paid.append((outcome.event, who))
+        elif paid:
+            event, sender = paid[who % len(paid)]
+            outcome = gift_refund(event=event)
+            assert outcome.created == (event.pk not in refunded)
+            if outcome.created:
+                coins[sender] += event.coins
+                refunded.add(event.pk)
+
+        assert all(check.ok for check in [*ledger_audit(), *gifts_audit()]), [
+            check for check in [*ledger_audit(), *gifts_audit()] if not check.ok
+        ]
+        assert [profile_balances(sender)["coins"] for sender in senders] == coins
+        standing = [(event, who) for event, who in paid if event.pk not in refunded]
+        by_sender = Counter()
+        for event, who in standing:
+            by_sender[senders[who].pk] += event.coins
+        for period in ("live", "day", "week", "all"):
+            board = dict(
+                RankingEntry.objects.filter(room=room, period=period, coins__gt=0).values_list("profile_id", "coins")
+            )
+            assert board == {profile: total for profile, total in by_sender.items() if total}, period
+        wall = HostGiftCount.objects.filter(host=room.host, gift=rose).values_list("count", flat=True).first() or 0
+        assert wall == sum(event.count for event, _ in standing)
+        assert profile_balances(room.host)["earnings"] == sum(event.coins // 2 for event, _ in standing)
+
+
+@pytest.fixture
+def rose(db):
+    return GiftFactory(gift_id="rose", name="Rose", price=3)
