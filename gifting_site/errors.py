@@ -1,6 +1,6 @@
 """Request-level errors of SPEC section 3 and the one place that turns errors into HTTP answers.
 
-Per-gift outcomes (10003-10008) are results, not exceptions: see `gifts.results`.
+Per-gift outcomes (10003-10011) are results, not exceptions: see `gifts.results`.
 """
 
 import logging
@@ -76,6 +76,12 @@ class SendNotFound(RequestError):
     code, http_status, default_message = 10010, 404, "no gift was sent with this msg_id"
 
 
+class NotEnoughEarnings(RequestError):
+    """A payout of more than the host's earnings hold (SPEC section 10): nothing is paid."""
+
+    code, http_status, default_message = 10007, 422, "insufficient balance"
+
+
 class ServiceUnavailable(RequestError):
     """The database or Redis could not be reached. SPEC section 3 has no code of its own for
     this, so it answers 10005 (unexpected server error, nothing charged) with HTTP 503."""
@@ -95,7 +101,7 @@ def error_body(code: int, message: str) -> dict[str, Any]:
 class ErrorSerializer(serializers.Serializer):
     """Every refusal, from both viewer APIs: a SPEC section 3 result code and a readable reason."""
 
-    code = serializers.IntegerField(help_text="7200001 auth, 7200003 malformed, 7200004 room, 10003-10008 per gift")
+    code = serializers.IntegerField(help_text="7200001 auth, 7200003 malformed, 7200004 room, 10003-10011 per gift")
     message = serializers.CharField(help_text="what was refused and why, naming the field")
 
 
@@ -107,7 +113,8 @@ ERROR_DESCRIPTIONS = {
     409: "MsgId in flight (10006) or reused for a different gift (10008)",
     413: "request body over 1 MiB (7200003)",
     415: "body is not JSON (7200003)",
-    422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance)",
+    422: "refused by a business rule (10003 delivery failed, 10007 insufficient balance, "
+    "10009 daily spending limit, 10011 account on hold)",
     429: "rate limited (7200005)",
     503: "database or Redis unavailable, or an unexpected error (10005): nothing changed, retry as is",
 }

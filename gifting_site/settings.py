@@ -129,6 +129,13 @@ HOST_SHARE_PERCENT = env.int("HOST_SHARE_PERCENT", default=50)
 if not 0 <= HOST_SHARE_PERCENT <= 100:
     raise ImproperlyConfigured("HOST_SHARE_PERCENT must be between 0 and 100.")
 GIFT_SEND_RATE = env("GIFT_SEND_RATE", default="20/s")
+# Coins anyone may spend on gifts per UTC day (unset: no limit for everyone; staff and people
+# may still set their own, see wallets.models.SpendingLimit).
+GIFT_DAILY_LIMIT = env.int("GIFT_DAILY_LIMIT", default=None)
+if GIFT_DAILY_LIMIT is not None and GIFT_DAILY_LIMIT < 1:
+    raise ImproperlyConfigured("GIFT_DAILY_LIMIT must be a positive number of coins, or unset.")
+# A gift costing at least this much is logged at WARNING and listed under its own admin filter.
+LARGE_GIFT_COINS = env.int("LARGE_GIFT_COINS", default=100_000)
 SERVER_API_ROOM_RATE = env.int("SERVER_API_ROOM_RATE", default=20)
 # The most viewer sends one process writes in one transaction (group commit); 1 writes each alone.
 GIFT_GROUP_COMMIT_MAX = env.int("GIFT_GROUP_COMMIT_MAX", default=100)

@@ -18,6 +18,7 @@ api_patterns = [
     path("auth/token/", wallets_api.TokenObtainApi.as_view(), name="token"),
     path("me/", wallets_api.MeApi.as_view(), name="me"),
     path("me/sends/<path:msg_id>/", gifts_api.SendDetailApi.as_view(), name="send-detail"),
+    path("me/limits/", gifts_api.SpendingLimitApi.as_view(), name="spending-limit"),
     path("wallet/entries/", wallets_api.EntryListApi.as_view(), name="wallet-entries"),
     path("gifts/", gifts_api.GiftListApi.as_view(), name="gift-list"),
     path("ws-ticket/", gifts_api.WsTicketApi.as_view(), name="ws-ticket"),

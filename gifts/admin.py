@@ -4,6 +4,7 @@ import json
 import secrets
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -11,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
+from gifting_site.csv_export import export_csv
 from gifting_site.errors import RequestError
 from gifts.models import (
     FailedDelivery,
@@ -188,13 +190,46 @@ class GameSessionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{done} game session(s) {verb}.", messages.SUCCESS)
 
 
+class LargeGiftFilter(admin.SimpleListFilter):
+    title = "size"
+    parameter_name = "large"
+
+    def lookups(self, request, model_admin):
+        return [("yes", f"large (at least {settings.LARGE_GIFT_COINS:,} coins)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(coins__gte=settings.LARGE_GIFT_COINS)
+        return queryset
+
+
 @admin.register(GiftEvent)
 class GiftEventAdmin(ReadOnlyAdmin):
     list_display = ["room", "seq", "kind", "sender", "receiver", "gift", "value", "num", "coins", "combo", "created_at"]
-    list_filter = ["kind", "gift", "created_at"]
+    list_filter = ["kind", LargeGiftFilter, "gift", "created_at"]
     search_fields = ["room__room_id", "msg_id", "sender__user_id"]
     list_select_related = ["room", "sender", "receiver", "gift"]
-    actions = ["refund"]
+    actions = ["refund", export_csv]
+    csv_related = ["room", "sender", "receiver", "gift", "reverses", "transfer"]
+    csv_columns = [
+        ("id", lambda event: event.pk),
+        ("created_at", lambda event: event.created_at),
+        ("room", lambda event: event.room.room_id),
+        ("seq", lambda event: event.seq),
+        ("kind", lambda event: event.kind),
+        ("reverses_seq", lambda event: event.reverses.seq if event.reverses_id else None),
+        ("msg_id", lambda event: event.msg_id),
+        ("sender", lambda event: event.sender.user_id),
+        ("receiver", lambda event: event.receiver.user_id),
+        ("gift", lambda event: event.gift.gift_id),
+        ("value", lambda event: event.value),
+        ("num", lambda event: event.num),
+        ("count", lambda event: event.count),
+        ("coins", lambda event: event.coins),
+        ("effect", lambda event: event.effect),
+        ("combo", lambda event: event.combo),
+        ("transfer", lambda event: event.transfer.reference),
+    ]
 
     def has_refund_permission(self, request):
         return request.user.has_perm("refunds.add_refund")
@@ -368,7 +403,29 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
         "resend_result",
     ]
     readonly_fields = fields
-    actions = ["mark_resolved", "resend", "deliver_again", "refund"]
+    actions = ["mark_resolved", "resend", "deliver_again", "refund", export_csv]
+    csv_related = ["room", "app", "resolved_by"]
+    csv_columns = [
+        ("id", lambda failed: failed.pk),
+        ("created_at", lambda failed: failed.created_at),
+        ("source", lambda failed: failed.source),
+        ("code", lambda failed: failed.code),
+        ("message", lambda failed: failed.message),
+        ("msg_id", lambda failed: failed.msg_id),
+        ("user_id", lambda failed: failed.user_code),
+        ("room", lambda failed: failed.room.room_id if failed.room else ""),
+        ("mini_game", lambda failed: failed.mini_game_code),
+        ("gift", lambda failed: failed.gift_code),
+        ("value", lambda failed: failed.value),
+        ("num", lambda failed: failed.num),
+        ("receiver", lambda failed: failed.receiver_code),
+        ("request_id", lambda failed: failed.request_id),
+        ("app", lambda failed: failed.app.app_id if failed.app else ""),
+        ("resolved_at", lambda failed: failed.resolved_at),
+        ("resolved_by", lambda failed: failed.resolved_by.get_username() if failed.resolved_by else ""),
+        ("resent_msg_id", lambda failed: failed.resent_msg_id),
+        ("resend_result", lambda failed: failed.resend_result),
+    ]
     change_form_template = "admin/gifts/faileddelivery/change_form.html"
 
     @admin.display(description="message")

@@ -31,12 +31,13 @@ from gifts.services import GiftRequest, game_for_gifts, game_join, gift_send, ro
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Profile
-from wallets.services import profile_for_user
+from wallets.services import profile_for_user, spending_limit_set
 
 logger = logging.getLogger(__name__)
 
 MAX_VALUE = 1_000_000
 MAX_NUM = 100_000
+MAX_DAILY_LIMIT = 10**15
 WS_TICKET_TTL = 60
 
 
@@ -366,6 +367,49 @@ class GameJoinApi(APIView):
         room = room_or_404(room_id)
         session = game_join(room=room, profile=profile_for_user(request.user))
         return Response({"room_id": room.room_id, "game": selectors.game_state_payload(session), "joined": True})
+
+
+class SpendingLimitApi(APIView):
+    """`GET|PUT /api/me/limits/`: the caller's own daily spending limit (SPEC section 10)."""
+
+    @extend_schema_serializer(component_name="SpendingLimitUpdate")
+    class InputSerializer(serializers.Serializer):
+        daily_coins = StrictIntegerField(
+            min_value=1,
+            max_value=MAX_DAILY_LIMIT,
+            allow_null=True,
+            help_text="coins a UTC day; null: none. A cut applies at once, a raise or null after 24 hours",
+        )
+
+    @extend_schema_serializer(component_name="SpendingLimit")
+    class OutputSerializer(serializers.Serializer):
+        daily_coins = serializers.IntegerField(allow_null=True, help_text="your own limit in force now")
+        pending = inline_serializer(
+            "SpendingLimitRaise",
+            {
+                "daily_coins": serializers.IntegerField(allow_null=True, help_text="null: the limit is removed"),
+                "from": serializers.DateTimeField(),
+            },
+            allow_null=True,
+            help_text="a raise you asked for, and when it applies",
+        )
+        staff_daily_coins = serializers.IntegerField(allow_null=True, help_text="set by staff")
+        everyone_daily_coins = serializers.IntegerField(allow_null=True, help_text="the service's limit for all")
+        effective_daily_coins = serializers.IntegerField(allow_null=True, help_text="the lowest of the three")
+        spent_today = serializers.IntegerField(help_text="coins spent on gifts today (UTC), refunds deducted")
+        left_today = serializers.IntegerField(allow_null=True)
+
+    @extend_schema(responses={200: OutputSerializer, **error_responses(401, 503)})
+    def get(self, request):
+        return Response(selectors.spending_limit_detail(profile_for_user(request.user)))
+
+    @extend_schema(request=InputSerializer, responses={200: OutputSerializer, **error_responses(400, 401, 415, 503)})
+    def put(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        profile = profile_for_user(request.user)
+        spending_limit_set(profile=profile, daily_coins=serializer.validated_data["daily_coins"])
+        return Response(selectors.spending_limit_detail(profile))
 
 
 class HostGiftWallApi(APIView):

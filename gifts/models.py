@@ -151,7 +151,8 @@ class GiftEvent(models.Model):
     # A reversal's gift; at most one reversal per gift, which the unique constraint guarantees.
     reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal")
     msg_id = models.CharField(max_length=128)
-    sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events")
+    # Indexed by `event_sender_day`, which leads with it.
+    sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events", db_index=False)
     receiver = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="received_gift_events")
     gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
     game_session = models.ForeignKey(GameSession, null=True, blank=True, on_delete=models.PROTECT)
@@ -178,7 +179,11 @@ class GiftEvent(models.Model):
                 name="event_reversal_names_its_gift",
             ),
         ]
-        indexes = [models.Index(fields=["room", "sender", "-seq"], name="event_sender_latest")]
+        indexes = [
+            models.Index(fields=["room", "sender", "-seq"], name="event_sender_latest"),
+            # What a sender spent today, for their daily spending limit.
+            models.Index(fields=["sender", "created_at"], name="event_sender_day"),
+        ]
 
     def __str__(self) -> str:
         what = "reversal of " if self.kind == self.Kind.REVERSAL else ""

@@ -16,6 +16,8 @@ class Result(IntEnum):
     IN_FLIGHT = 10006
     INSUFFICIENT_BALANCE = 10007
     MSG_ID_REUSED = 10008
+    SPENDING_LIMIT = 10009
+    ON_HOLD = 10011
 
     @property
     def is_final(self) -> bool:
@@ -37,6 +39,8 @@ HTTP_STATUS = {
     Result.IN_FLIGHT: 409,
     Result.INSUFFICIENT_BALANCE: 422,
     Result.MSG_ID_REUSED: 409,
+    Result.SPENDING_LIMIT: 422,
+    Result.ON_HOLD: 422,
 }
 
 

@@ -1,14 +1,20 @@
 """Reads of the gifting domain, and the one shape of each thing a client receives."""
 
+import datetime
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.conf import settings
+from django.db.models import Count, Exists, F, Max, OuterRef, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
-from wallets.models import Account, Entry, Transfer
-from wallets.selectors import AuditCheck, audit_check
+from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
+from wallets.selectors import AuditCheck, audit_check, daily_limits, own_daily_limit
 
 # How many events a client may ask to replay at once, and how many a snapshot carries.
 REPLAY_LIMIT = 500
@@ -158,6 +164,97 @@ def sends_describe(*, scope: str, msg_ids: list[str]) -> list[dict[str, Any]]:
             }
         )
     return described
+
+
+def coins_spent_since(sender_ids: Iterable[int], *, since: datetime.datetime) -> dict[int, int]:
+    """{sender pk: coins} each sender spent on gifts since `since`; a refunded gift no longer counts."""
+    spent = (
+        GiftEvent.objects.filter(
+            sender_id__in=set(sender_ids), kind=GiftEvent.Kind.GIFT, created_at__gte=since, reversal__isnull=True
+        )
+        .values("sender_id")
+        .annotate(coins=Sum("coins"))
+    )
+    return {row["sender_id"]: row["coins"] for row in spent}
+
+
+def utc_midnight(at: datetime.datetime) -> datetime.datetime:
+    """The start of `at`'s UTC day: daily spending limits and `day` leaderboards count from it."""
+    return at.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def spending_limit_detail(profile: Profile) -> dict[str, Any]:
+    """The person's daily spending limits, the one in force, and what they spent today (UTC)."""
+    now = timezone.now()
+    limit = SpendingLimit.objects.filter(profile=profile).first()
+    raise_pending = limit is not None and limit.raised_from is not None and now < limit.raised_from
+    in_force = daily_limits([profile.pk], now).get(profile.pk)
+    spent = coins_spent_since([profile.pk], since=utc_midnight(now)).get(profile.pk, 0)
+    return {
+        "daily_coins": own_daily_limit(limit, now),
+        "pending": (
+            {"daily_coins": limit.raised_daily_coins, "from": limit.raised_from.isoformat().replace("+00:00", "Z")}
+            if raise_pending
+            else None
+        ),
+        "staff_daily_coins": limit.staff_daily_coins if limit else None,
+        "everyone_daily_coins": settings.GIFT_DAILY_LIMIT,
+        "effective_daily_coins": in_force,
+        "spent_today": spent,
+        "left_today": None if in_force is None else max(in_force - spent, 0),
+    }
+
+
+HOST_STATEMENT_COLUMNS = ["host", "day", "gifts", "coins", "earnings", "refunds", "payouts", "earnings_after"]
+# The statement columns of what leaves a host's earnings, shown as positive amounts.
+TAKEN_FROM_EARNINGS = {Transfer.Kind.REFUND: "refunds", Transfer.Kind.PAYOUT: "payouts"}
+
+
+def host_statements(hosts: list[Profile]) -> list[list[Any]]:
+    """Each host's days (UTC) with anything to report, in HOST_STATEMENT_COLUMNS order.
+
+    `gifts` and `coins` are the gifts received that day and what they cost their senders;
+    `earnings` what those gifts paid the host; `refunds` what refunds took back from the
+    earnings and `payouts` what was paid out (both positive); `earnings_after` the
+    earnings balance at the day's last movement.
+    """
+    host_ids = [host.pk for host in hosts]
+    day = TruncDate("created_at", tzinfo=datetime.UTC)
+    received = (
+        GiftEvent.objects.filter(receiver_id__in=host_ids, kind=GiftEvent.Kind.GIFT)
+        .annotate(day=day)
+        .values("receiver_id", "day")
+        .annotate(gifts=Count("id"), coins=Sum("coins"))
+    )
+    moved = (
+        Entry.objects.filter(account__profile_id__in=host_ids, account__kind=Account.Kind.EARNINGS)
+        .annotate(day=day)
+        .values("account__profile_id", "day", "transfer__kind")
+        .annotate(amount=Sum("amount"), last=Max("id"))
+    )
+    lines: dict[tuple[int, datetime.date], dict[str, int]] = defaultdict(Counter)
+    for row in received:
+        line = lines[(row["receiver_id"], row["day"])]
+        line["gifts"], line["coins"] = row["gifts"], row["coins"]
+    last_entry: dict[tuple[int, datetime.date], int] = {}
+    for row in moved:
+        key = (row["account__profile_id"], row["day"])
+        if row["transfer__kind"] in TAKEN_FROM_EARNINGS:
+            lines[key][TAKEN_FROM_EARNINGS[row["transfer__kind"]]] -= row["amount"]
+        else:
+            lines[key]["earnings"] += row["amount"]
+        last_entry[key] = max(last_entry.get(key, 0), row["last"])
+    balances = dict(Entry.objects.filter(pk__in=last_entry.values()).values_list("pk", "balance_after"))
+    user_ids = {host.pk: host.user_id for host in hosts}
+    return [
+        [
+            user_ids[host_id],
+            day_,
+            *(lines[(host_id, day_)][column] for column in ("gifts", "coins", "earnings", "refunds", "payouts")),
+            balances.get(last_entry.get((host_id, day_))),
+        ]
+        for host_id, day_ in sorted(lines, key=lambda key: (user_ids[key[0]], key[1]))
+    ]
 
 
 def gifts_audit() -> list[AuditCheck]:

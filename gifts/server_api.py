@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions as drf
 from rest_framework import serializers
@@ -25,6 +26,7 @@ from gifting_site.errors import (
     BACKEND_UNAVAILABLE,
     GameIdInvalid,
     MalformedRequest,
+    NotEnoughEarnings,
     RateLimited,
     RequestError,
     ServiceUnavailable,
@@ -34,10 +36,26 @@ from gifting_site.logs import fields
 from gifts.api import MAX_NUM, MAX_VALUE
 from gifts.models import ServerApp
 from gifts.selectors import sends_describe
-from gifts.services import ServerGift, game_for_gifts, room_for_gifts, server_gifts_send, server_topup
+from gifts.services import (
+    ServerGift,
+    app_reference,
+    game_for_gifts,
+    room_for_gifts,
+    server_gifts_send,
+    server_topup,
+)
 from gifts.signatures import request_authenticate
 from refunds.services import server_gift_refund  # the refunds app's one door for business servers
-from wallets.services import TransferConflict, coins_account
+from wallets.models import Profile
+from wallets.services import (
+    InsufficientBalance,
+    TopUpNotFound,
+    TransferConflict,
+    coins_account,
+    earnings_account,
+    payout_create,
+    topup_reverse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +63,7 @@ logger = logging.getLogger(__name__)
 MAX_GIFTS_PER_CALL = 100
 MAX_TOPUP = 100_000_000
 SUCCEED = "succeed"
-ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults", "RefundGift")
+ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults", "RefundGift", "ReverseTopUp", "Payout")
 MAX_DESCRIBED = 100
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
@@ -122,6 +140,19 @@ class RefundGiftSerializer(serializers.Serializer):
     Reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="kept with the refund")
 
 
+class ReverseTopUpSerializer(serializers.Serializer):
+    Reference = StrictCharField(min_length=1, max_length=128, help_text="the Reference of this app's TopUp")
+    Reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="kept with the reversal")
+
+
+class PayoutSerializer(serializers.Serializer):
+    UserId = StrictCharField(max_length=64, help_text="the host paid")
+    Amount = StrictIntegerField(min_value=1, max_value=MAX_TOPUP, help_text="coins out of their earnings")
+    Reference = StrictCharField(
+        min_length=1, max_length=128, help_text="the payment's id; a retry with it pays nothing more"
+    )
+
+
 class DescribedDeliverySerializer(serializers.Serializer):
     Status = serializers.CharField(help_text="not_relayed, pending, delivered, failed or cancelled")
     Code = serializers.IntegerField(allow_null=True, help_text="the game vendor's last code or Result")
@@ -130,7 +161,7 @@ class DescribedDeliverySerializer(serializers.Serializer):
 
 class GiftResultSerializer(serializers.Serializer):
     Result = serializers.IntegerField(
-        help_text="0, 10003, 10004, 10005, 10006, 10007 or 10008; DescribeDanmakuMsgResults: 10010 not found"
+        help_text="0 or a per-gift code (10003-10009, 10011); DescribeDanmakuMsgResults: 10010 not found"
     )
     Msg = serializers.CharField()
     MsgId = serializers.CharField()
@@ -156,13 +187,34 @@ class RefundGiftDataSerializer(serializers.Serializer):
     Balance = serializers.IntegerField(help_text="the sender's coins right after the refund")
 
 
+class ReverseTopUpDataSerializer(serializers.Serializer):
+    UserId = serializers.CharField()
+    Reference = serializers.CharField()
+    Amount = serializers.IntegerField(help_text="the top-up's amount")
+    Taken = serializers.IntegerField(help_text="coins taken from the user")
+    Owed = serializers.IntegerField(help_text="the rest, owed: the user cannot send gifts until a top-up pays it")
+
+
+class PayoutDataSerializer(serializers.Serializer):
+    UserId = serializers.CharField()
+    Reference = serializers.CharField()
+    Amount = serializers.IntegerField()
+    Earnings = serializers.IntegerField(help_text="the host's earnings left")
+
+
 class ServerApiAnswerSerializer(serializers.Serializer):
     Code = serializers.IntegerField(help_text="0, or the request-level refusal: nothing was recorded")
     Message = serializers.CharField()
     RequestId = serializers.CharField()
     Data = PolymorphicProxySerializer(
         component_name="ServerApiData",
-        serializers=[GiftResultsDataSerializer, TopUpDataSerializer, RefundGiftDataSerializer],
+        serializers=[
+            GiftResultsDataSerializer,
+            TopUpDataSerializer,
+            RefundGiftDataSerializer,
+            ReverseTopUpDataSerializer,
+            PayoutDataSerializer,
+        ],
         resource_type_field_name=None,
         required=False,
         help_text="present when Code is 0",
@@ -265,7 +317,8 @@ class ServerApi(APIView):
 
     @extend_schema(
         operation_id="server_api",
-        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults / RefundGift (server API, signed)",
+        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults / RefundGift / ReverseTopUp / Payout "
+        "(server API, signed)",
         description=(
             "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
             "Code != 0 is a request-level refusal (7200001 auth, 7200002 stale or replayed, 7200003 malformed, "
@@ -274,7 +327,9 @@ class ServerApi(APIView):
             "SendDanmakuGifts answers one Result per gift in GiftList order; DescribeDanmakuMsgResults "
             "answers each MsgId's stored Result (10010 when not found) and its game Delivery. "
             "RefundGift gives a paid gift's cost back to its sender once (again: the same answer; "
-            "10010 when no paid gift of that UserId has the MsgId)."
+            "10010 when no paid gift of that UserId has the MsgId). ReverseTopUp takes a TopUp back once "
+            "(a chargeback): the coins the user holds, the rest owed (sends answer 10011 until a top-up pays it). "
+            "Payout moves a host's earnings to platform:payouts once per Reference (10007: more than the earnings)."
         ),
         parameters=SIGNING_PARAMETERS,
         auth=[],
@@ -285,6 +340,8 @@ class ServerApi(APIView):
                 TopUpSerializer,
                 DescribeDanmakuMsgResultsSerializer,
                 RefundGiftSerializer,
+                ReverseTopUpSerializer,
+                PayoutSerializer,
             ],
             resource_type_field_name=None,
         ),
@@ -317,6 +374,12 @@ class ServerApi(APIView):
                 value={"MsgId": "445623452643416236", "UserId": "user1", "Reason": "sent by mistake"},
             ),
             OpenApiExample(
+                "ReverseTopUp", request_only=True, value={"Reference": "pay-20240101-0001", "Reason": "chargeback"}
+            ),
+            OpenApiExample(
+                "Payout", request_only=True, value={"UserId": "anchor111", "Amount": 5000, "Reference": "bank-77"}
+            ),
+            OpenApiExample(
                 "SendDanmakuGifts answer",
                 response_only=True,
                 value={
@@ -341,6 +404,10 @@ class ServerApi(APIView):
                 data = self.describe(app, json_body(request))
             elif action == "RefundGift":
                 data = self.refund_gift(app, json_body(request))
+            elif action == "ReverseTopUp":
+                data = self.reverse_top_up(app, json_body(request))
+            elif action == "Payout":
+                data = self.payout(app, json_body(request))
             else:
                 raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
         except BACKEND_UNAVAILABLE as error:
@@ -420,6 +487,43 @@ class ServerApi(APIView):
         )
         refund = outcome.refund
         return {"MsgId": data["MsgId"], "Coins": refund.coins, "Balance": refund.coins_balance}
+
+    def reverse_top_up(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(ReverseTopUpSerializer, body)
+        try:
+            reversal = topup_reverse(reference=app_reference(app, data["Reference"]), reason=data.get("Reason", ""))
+        except TopUpNotFound:
+            raise MalformedRequest(f"Reference: no top-up of this app has the Reference {data['Reference']}") from None
+        return {
+            "UserId": reversal.profile.user_id,
+            "Reference": data["Reference"],
+            "Amount": reversal.amount,
+            "Taken": reversal.taken,
+            "Owed": reversal.owed,
+        }
+
+    def payout(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(PayoutSerializer, body)
+        profile = Profile.objects.filter(user_id=data["UserId"]).first()
+        if profile is None:
+            raise MalformedRequest(f"UserId: no user {data['UserId']}")
+        try:
+            payout_create(profile=profile, amount=data["Amount"], reference=app_reference(app, data["Reference"]))
+        except (TransferConflict, IntegrityError):
+            # IntegrityError: another host was paid out under this Reference at the same moment.
+            raise MalformedRequest(
+                f"Reference: {data['Reference']} was already used for a different UserId or Amount"
+            ) from None
+        except InsufficientBalance as short:
+            raise NotEnoughEarnings(
+                f"insufficient earnings: {short.account.balance} coins, {data['Amount']} asked"
+            ) from None
+        return {
+            "UserId": profile.user_id,
+            "Reference": data["Reference"],
+            "Amount": data["Amount"],
+            "Earnings": earnings_account(profile).balance,
+        }
 
     def options(self, request, *args, **kwargs):
         """Not DRF's metadata: a business server gets ZEGO's shape whatever it sends."""

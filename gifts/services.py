@@ -34,10 +34,11 @@ from gifts.models import (
     ValueTier,
 )
 from gifts.results import GiftOutcome, Result
-from gifts.selectors import event_payload, game_state_payload, room_game_session
+from gifts.selectors import coins_spent_since, event_payload, game_state_payload, room_game_session, utc_midnight
 from rankings.services import period_keys
 from relay import outbox
 from wallets.models import Account, Profile, Transfer
+from wallets.selectors import daily_limits
 from wallets.services import (
     TransferConflict,
     platform_account,
@@ -157,6 +158,22 @@ def _batch_report(requests: Sequence[GiftRequest], outcomes: list[GiftOutcome], 
         if not outcome.ok and not outcome.replayed
     ).items():
         metrics.FAILED_DELIVERIES.labels(source=source).inc(count)
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if outcome.ok and not outcome.replayed and outcome.event.coins >= settings.LARGE_GIFT_COINS:
+            logger.warning(
+                "large gift: %s coins from %s in room %s",
+                outcome.event.coins,
+                request.sender.user_id,
+                request.room.room_id,
+                extra=fields(
+                    event="large_gift",
+                    room=request.room.room_id,
+                    seq=outcome.event.seq,
+                    sender=request.sender.user_id,
+                    msg_id=request.msg_id,
+                    coins=outcome.event.coins,
+                ),
+            )
     if not logger.isEnabledFor(logging.INFO):
         return
     logger.info(
@@ -223,6 +240,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
         coins_of=(request.sender.pk for request in requests),
         earnings_of=(request.room.host_id for request in requests if rules.host_share_possible(request)),
     )
+    rules.allowances = _daily_allowances(requests)
 
     decisions: list[_Decision] = []
     settled_at: dict[tuple[str, str], int] = {}  # MsgIds settled earlier in this batch -> index
@@ -270,6 +288,20 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
     return [_outcome(index, requests, decisions) for index in range(len(requests))]
 
 
+def _daily_allowances(requests: list[GiftRequest]) -> dict[int, int]:
+    """{sender pk: coins} each sender with a daily limit may still spend today (UTC).
+
+    Read once the senders' coins are locked: a sender's batches take turns, so each one
+    counts every gift of theirs that committed before it.
+    """
+    now = timezone.now()
+    limits = daily_limits((request.sender.pk for request in requests), now)
+    if not limits:
+        return {}
+    spent = coins_spent_since(limits, since=utc_midnight(now))
+    return {sender: limit - spent.get(sender, 0) for sender, limit in limits.items()}
+
+
 def _receipts_of(requests: list[GiftRequest]) -> dict[tuple[str, str], GiftReceipt]:
     """The receipts of the batch's MsgIds settled before: one statement, a second only for retries."""
     receipt_ids = writer.receipts_find((request.scope, request.msg_id) for request in requests)
@@ -296,6 +328,8 @@ class _GiftRules:
 
     def __init__(self, requests: list[GiftRequest]):
         self.gifts = writer.gifts_active(request.gift_code for request in requests)
+        # What senders with a daily limit may still spend; set once their coins are locked.
+        self.allowances: dict[int, int] = {}
         sessions = {request.game_session.pk: request.game_session for request in requests if request.game_session}
         self.tiers: dict[tuple[int, int], dict[int, str]] = {}
         self.players: set[tuple[int, int]] = set()
@@ -350,10 +384,22 @@ def _gift_decide(
         effect = tiers[request.value]
 
     cost = gift.price * request.value * request.num
+    if (owed := balances.get((sender.pk, Account.Kind.RECEIVABLE))) and owed[1] > 0:
+        return _Refusal(
+            Result.ON_HOLD, f"account on hold: {owed[1]} coins are owed for a reversed top-up; a top-up pays them"
+        )
+    allowance = rules.allowances.get(sender.pk)
+    if allowance is not None and cost > allowance:
+        return _Refusal(
+            Result.SPENDING_LIMIT,
+            f"daily spending limit reached: {max(allowance, 0)} coins left today, {cost} needed",
+        )
     coins_account, coins = balances[(sender.pk, Account.Kind.COINS)]
     if coins < cost:
         return _Refusal(Result.INSUFFICIENT_BALANCE, f"insufficient balance: {coins} coins, {cost} needed")
     balances[(sender.pk, Account.Kind.COINS)] = (coins_account, coins - cost)
+    if allowance is not None:
+        rules.allowances[sender.pk] = allowance - cost
     host_share = _host_share(cost)
     earnings_account, earnings = None, None
     if host_share:
@@ -724,7 +770,7 @@ def server_topup(*, app: ServerApp, user_id: str, amount: int, reference: str) -
     Returns the person and whether this call credited them. A Reference already used for
     another person or amount raises TransferConflict and creates nobody.
     """
-    full_reference = f"app:{app.app_id}:{reference}"
+    full_reference = app_reference(app, reference)
     profile = Profile.objects.filter(user_id=user_id).first()
     if profile is None and Transfer.objects.filter(reference=f"topup:{full_reference}").exists():
         raise TransferConflict(f"Reference {reference} was used for a different top-up")
@@ -736,6 +782,11 @@ def server_topup(*, app: ServerApp, user_id: str, amount: int, reference: str) -
         # The same Reference committed in a parallel call a moment ago: answer as a retry would.
         _, created = topup_create(profile=profile, amount=amount, reference=full_reference)
     return profile, created
+
+
+def app_reference(app: ServerApp, reference: str) -> str:
+    """A business server's payment Reference, in the app's own space (TopUp, ReverseTopUp, Payout)."""
+    return f"app:{app.app_id}:{reference}"
 
 
 # --- the failed-delivery queue (staff) ---------------------------------------------------------

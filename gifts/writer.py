@@ -31,9 +31,11 @@ Before the batch, each request reads its room, host and open game in one join
 - `receipts_find`: which MsgIds of the batch were already settled (row-value IN list).
 - `gifts_active`, `platform_account_id`: the batch's gifts and the revenue account, read
   through a cursor because the ORM's query building costs several times the query.
-- `accounts_lock`: SELECT ... ORDER BY id FOR UPDATE of every sender's coins and of the
-  earnings of every receiver the batch may credit (a share of 0 locks nothing), with their
-  balances; the batch is decided against these.
+- `accounts_lock`: SELECT ... ORDER BY id FOR UPDATE of every sender's coins (and what
+  they owe, if a top-up of theirs was reversed) and of the earnings of every receiver the
+  batch may credit (a share of 0 locks nothing), with their balances; the batch is decided
+  against these. Holding a sender's coins is also what makes their daily spending limit
+  exact: their next batch waits here, then reads what this one spent.
 - `transfers_insert`, `entries_insert`: every ledger row of the batch, two INSERTs.
 - `balances_add`: one UPDATE with a CASE that applies each locked account's net change.
 - `rooms_advance`: one UPDATE ... RETURNING that adds each room's number of new events to
@@ -177,11 +179,16 @@ def platform_account_id(kind: str) -> int | None:
 
 
 def accounts_lock(*, coins_of: Iterable[int], earnings_of: Iterable[int]) -> dict[tuple[int, str], tuple[int, int]]:
-    """Lock these people's coins and earnings accounts in pk order: {(profile_id, kind): (id, balance)}."""
+    """Lock these people's coins (and receivable, where they have one) and earnings accounts in
+    pk order: {(profile_id, kind): (id, balance)}."""
     coins_of, earnings_of = sorted(set(coins_of)), sorted(set(earnings_of))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     conditions, params = [], []
-    for kind, profile_ids in ((Account.Kind.COINS, coins_of), (Account.Kind.EARNINGS, earnings_of)):
+    for kind, profile_ids in (
+        (Account.Kind.COINS, coins_of),
+        (Account.Kind.RECEIVABLE, coins_of),
+        (Account.Kind.EARNINGS, earnings_of),
+    ):
         if profile_ids:
             conditions.append(f"(kind = %s AND profile_id IN ({_in_list(len(profile_ids))}))")
             params += [str(kind), *profile_ids]

@@ -6,11 +6,19 @@ from django.db import models
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from wallets.models import Account, Entry, Profile, Transfer
+from gifting_site.csv_export import csv_response, export_csv
+from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 from wallets.selectors import account_balance, profile_entries
-from wallets.services import coins_grant
+from wallets.services import (
+    InsufficientBalance,
+    TransferConflict,
+    coins_grant,
+    payout_create,
+    topup_reverse,
+)
 
 # How many of a person's newest ledger lines the wallet page shows; the rest are one click away.
 STATEMENT_LINES = 50
@@ -49,6 +57,17 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class PayoutForm(forms.Form):
+    amount = forms.IntegerField(min_value=1, max_value=100_000_000, help_text="coins out of the host's earnings")
+    reference = forms.CharField(
+        max_length=120, help_text="the bank transfer's id: paying out with it again pays nothing more"
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="why: kept in the ledger")
+
+
 class GrantCoinsForm(forms.Form):
     amount = forms.IntegerField(min_value=1, max_value=100_000_000)
     memo = forms.CharField(max_length=200, help_text="why: shown in the ledger and the viewer's statement")
@@ -58,11 +77,11 @@ class GrantCoinsForm(forms.Form):
 class WalletAdmin(admin.ModelAdmin):
     """A person's wallet: both balances, their statement, and the grant action."""
 
-    list_display = ["user_id", "nickname", "coins", "earnings", "created_at"]
+    list_display = ["user_id", "nickname", "coins", "earnings", "owed", "created_at"]
     search_fields = ["user_id", "nickname"]
-    readonly_fields = ["login", "user_id", "coins", "earnings", "created_at", "statement"]
-    fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "created_at", "statement"]
-    actions = ["grant_coins"]
+    readonly_fields = ["login", "user_id", "coins", "earnings", "owed", "created_at", "statement"]
+    fields = ["login", "user_id", "nickname", "avatar", "sex", "coins", "earnings", "owed", "created_at", "statement"]
+    actions = ["grant_coins", "pay_out", "export_host_statements"]
     # An avatar typed without a scheme is taken as https (Django 6's default, chosen now).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
@@ -73,6 +92,7 @@ class WalletAdmin(admin.ModelAdmin):
             .annotate(
                 coins_balance=Sum("accounts__balance", filter=Q(accounts__kind=Account.Kind.COINS)),
                 earnings_balance=Sum("accounts__balance", filter=Q(accounts__kind=Account.Kind.EARNINGS)),
+                owed_balance=Sum("accounts__balance", filter=Q(accounts__kind=Account.Kind.RECEIVABLE)),
             )
         )
 
@@ -83,6 +103,10 @@ class WalletAdmin(admin.ModelAdmin):
     @admin.display(ordering="earnings_balance")
     def earnings(self, profile):
         return profile.earnings_balance
+
+    @admin.display(ordering="owed_balance", description="owed (reversed top-ups)")
+    def owed(self, profile):
+        return profile.owed_balance or 0
 
     @admin.display(description="ledger (newest first)")
     def statement(self, profile):
@@ -148,6 +172,58 @@ class WalletAdmin(admin.ModelAdmin):
             },
         )
 
+    @admin.action(description="Export host statements (CSV: per host and day)")
+    def export_host_statements(self, request, queryset):
+        # gifts reads the events and the ledger together; wallets knows nothing of gifts but this door.
+        from gifts.selectors import HOST_STATEMENT_COLUMNS, host_statements
+
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        hosts = list(queryset.order_by("user_id"))
+        return csv_response(f"host-statements-{stamp}.csv", HOST_STATEMENT_COLUMNS, host_statements(hosts))
+
+    @admin.action(description="Pay out earnings to the selected host", permissions=["change"])
+    def pay_out(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select one host to pay out.", messages.ERROR)
+            return None
+        host = queryset.get()
+        form = PayoutForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            amount, reference = form.cleaned_data["amount"], form.cleaned_data["reference"]
+            try:
+                _, created = payout_create(
+                    profile=host, amount=amount, reference=f"staff:{reference}", staff_user=request.user
+                )
+            except InsufficientBalance as short:
+                self.message_user(
+                    request, f"Not paid: {host} has {short.account.balance} coins of earnings.", messages.ERROR
+                )
+            except TransferConflict:
+                self.message_user(request, f"Not paid: {reference} was used for another payout.", messages.ERROR)
+            else:
+                done = f"Paid out {amount} coins to {host} ({reference})." if created else "Already paid out."
+                self.message_user(request, done, messages.SUCCESS if created else messages.WARNING)
+            return None
+        return _action_form(self, request, "pay_out", form, f"Pay out {host}", "Pay out", [host])
+
+
+def _action_form(model_admin, request, action: str, form, title: str, button: str, objects):
+    """The intermediate page of an action that asks for a few fields before it runs."""
+    return TemplateResponse(
+        request,
+        "admin/wallets/action_form.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": title,
+            "form": form,
+            "objects": objects,
+            "action": action,
+            "button": button,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "opts": model_admin.model._meta,
+        },
+    )
+
 
 class EntryInline(ReadOnlyInline):
     model = Entry
@@ -161,6 +237,50 @@ class TransferAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "created_at"]
     search_fields = ["reference", "memo"]
     inlines = [EntryInline]
+    actions = ["reverse_top_up", export_csv]
+    csv_related = ["created_by"]
+    csv_prefetch = ["entries__account__profile"]
+    csv_columns = [
+        ("id", lambda transfer: transfer.pk),
+        ("created_at", lambda transfer: transfer.created_at),
+        ("kind", lambda transfer: transfer.kind),
+        ("reference", lambda transfer: transfer.reference),
+        ("memo", lambda transfer: transfer.memo),
+        ("created_by", lambda transfer: transfer.created_by.get_username() if transfer.created_by else ""),
+        (
+            "entries",
+            lambda transfer: "; ".join(f"{entry.account} {entry.amount:+d}" for entry in transfer.entries.all()),
+        ),
+    ]
+
+    def has_reverse_permission(self, request):
+        return request.user.has_perm("wallets.add_transfer")
+
+    @admin.action(description="Reverse the selected top-ups (chargebacks)", permissions=["reverse"])
+    def reverse_top_up(self, request, queryset):
+        top_ups = list(queryset.filter(kind=Transfer.Kind.TOP_UP).order_by("pk"))
+        if not top_ups:
+            self.message_user(request, "Only top-ups can be reversed.", messages.ERROR)
+            return None
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return _action_form(self, request, "reverse_top_up", form, "Reverse top-ups", "Reverse", top_ups)
+        for top_up in top_ups:
+            reversal = topup_reverse(
+                reference=top_up.reference.removeprefix("topup:"),
+                reason=form.cleaned_data["reason"],
+                staff_user=request.user,
+            )
+            if not reversal.created:
+                self.message_user(request, f"{top_up.reference}: already reversed.", messages.WARNING)
+                continue
+            owed = f"; {reversal.owed} owed" if reversal.owed else ""
+            self.message_user(
+                request,
+                f"{top_up.reference}: {reversal.taken} coins taken from {reversal.profile}{owed}.",
+                messages.SUCCESS,
+            )
+        return None
 
 
 @admin.register(Account)
@@ -195,3 +315,18 @@ class EntryAdmin(ReadOnlyAdmin):
         # The wallet page links here for one person's whole statement; a list filter with
         # every person in the system would not be usable.
         return lookup == WALLET_ENTRIES_LOOKUP or super().lookup_allowed(lookup, value, request)
+
+
+@admin.register(SpendingLimit)
+class SpendingLimitAdmin(admin.ModelAdmin):
+    """Daily spending limits: staff set theirs here; a person's own are shown as they set them."""
+
+    list_display = ["profile", "staff_daily_coins", "daily_coins", "raised_daily_coins", "raised_from", "updated_at"]
+    search_fields = ["profile__user_id"]
+    raw_id_fields = ["profile"]
+    fields = ["profile", "staff_daily_coins", "daily_coins", "raised_daily_coins", "raised_from", "updated_at"]
+    # The person's own limit is theirs to set (/api/me/limits/), with its 24-hour wait on raises.
+    readonly_fields = ["daily_coins", "raised_daily_coins", "raised_from", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "profile"] if obj else self.readonly_fields

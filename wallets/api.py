@@ -51,6 +51,9 @@ class MeApi(APIView):
         sex = serializers.IntegerField(help_text="0 unknown, 1 male, 2 female")
         coins = serializers.IntegerField(help_text="spendable")
         earnings = serializers.IntegerField(help_text="income as a host, not spendable as coins")
+        owed = serializers.IntegerField(
+            help_text="coins owed for a reversed top-up: while above 0 no gift can be sent (10011); a top-up pays it"
+        )
 
     @extend_schema(responses={200: OutputSerializer, **error_responses(401, 503)})
     def get(self, request):
@@ -62,6 +65,7 @@ class MeApi(APIView):
                 "avatar": profile.avatar,
                 "sex": profile.sex,
                 **selectors.profile_balances(profile),
+                "owed": selectors.profile_owed(profile),
             }
         )
 
@@ -83,10 +87,12 @@ class EntryListApi(APIView):
     @extend_schema_serializer(component_name="LedgerEntry")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
-        account = serializers.CharField(source="account.kind", help_text="coins or earnings")
+        account = serializers.CharField(source="account.kind", help_text="coins, earnings or receivable (owed)")
         amount = serializers.IntegerField()
         balance_after = serializers.IntegerField()
-        kind = serializers.CharField(source="transfer.kind", help_text="top_up, gift or grant")
+        kind = serializers.CharField(
+            source="transfer.kind", help_text="top_up, gift, grant, refund, payout, chargeback or repayment"
+        )
         reference = serializers.CharField(source="transfer.reference")
         memo = serializers.CharField(source="transfer.memo", allow_blank=True)
         created_at = serializers.DateTimeField()

@@ -35,6 +35,11 @@ class Account(models.Model):
     `platform:issued` and `platform:revenue` take part in every top-up and every gift in the
     system. A locked balance row there would queue every room behind one lock, so their
     balance is the sum of their entries and their `balance` column stays 0.
+
+    A person's `receivable` is what they owe after a top-up was reversed (a chargeback)
+    when they had already spent its coins: created on the first reversal, paid back first
+    by their later top-ups, and while it is above 0 they cannot send gifts.
+    `platform:payouts` holds the earnings paid out to hosts (the money left out of band).
     """
 
     class Kind(models.TextChoices):
@@ -42,9 +47,11 @@ class Account(models.Model):
         EARNINGS = "earnings", "earnings"
         ISSUED = "platform:issued", "platform:issued"
         REVENUE = "platform:revenue", "platform:revenue"
+        PAYOUTS = "platform:payouts", "platform:payouts"
+        RECEIVABLE = "receivable", "receivable (owed)"
 
-    USER_KINDS = (Kind.COINS, Kind.EARNINGS)
-    PLATFORM_KINDS = (Kind.ISSUED, Kind.REVENUE)
+    USER_KINDS = (Kind.COINS, Kind.EARNINGS, Kind.RECEIVABLE)
+    PLATFORM_KINDS = (Kind.ISSUED, Kind.REVENUE, Kind.PAYOUTS)
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     profile = models.ForeignKey(Profile, null=True, blank=True, on_delete=models.PROTECT, related_name="accounts")
@@ -58,8 +65,12 @@ class Account(models.Model):
                 fields=["kind"], condition=Q(profile__isnull=True), name="account_one_per_platform_kind"
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["coins", "earnings"], profile__isnull=False, balance__gte=0)
-                | Q(kind__in=["platform:issued", "platform:revenue"], profile__isnull=True, balance=0),
+                condition=Q(kind__in=["coins", "earnings", "receivable"], profile__isnull=False, balance__gte=0)
+                | Q(
+                    kind__in=["platform:issued", "platform:revenue", "platform:payouts"],
+                    profile__isnull=True,
+                    balance=0,
+                ),
                 name="account_user_balance_never_negative",
             ),
         ]
@@ -80,6 +91,9 @@ class Transfer(models.Model):
         GIFT = "gift", "gift"
         GRANT = "grant", "staff grant"
         REFUND = "refund", "gift refund"
+        PAYOUT = "payout", "host payout"
+        CHARGEBACK = "chargeback", "top-up reversal"
+        REPAYMENT = "repayment", "owed coins repaid"
 
     kind = models.CharField(max_length=10, choices=Kind.choices)
     # The idempotency key of the movement: a second transfer with the same reference is refused.
@@ -92,6 +106,29 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.reference}"
+
+
+class SpendingLimit(models.Model):
+    """How many coins a person may spend on gifts per UTC day, beyond `GIFT_DAILY_LIMIT` for everyone.
+
+    Staff may set one; the person may set their own. A person's cut applies at once, a
+    raise (or removing their limit) only from `raised_from`, 24 hours after they asked, so
+    a limit set in a calm moment holds through a heated one. The lowest limit applies.
+    """
+
+    profile = models.OneToOneField(Profile, on_delete=models.CASCADE, related_name="spending_limit")
+    staff_daily_coins = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="set by staff; empty: none (the person's own and the global one still apply)"
+    )
+    daily_coins = models.PositiveBigIntegerField(null=True, blank=True, help_text="the person's own limit now")
+    # A raise the person asked for, and when it applies; `raised_daily_coins` None with a
+    # `raised_from` means they asked to remove their limit.
+    raised_daily_coins = models.PositiveBigIntegerField(null=True, blank=True)
+    raised_from = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"spending limit of {self.profile}"
 
 
 class Entry(models.Model):

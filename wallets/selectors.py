@@ -1,11 +1,14 @@
 """Reads of money with business meaning."""
 
+import datetime
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from wallets.models import Account, Entry, Profile, Transfer
+from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 
 # How many offending rows an audit names per check; the count is always complete.
 AUDIT_NAMED_ROWS = 20
@@ -21,6 +24,12 @@ def account_balance(account: Account) -> int:
 def profile_balances(profile: Profile) -> dict[str, int]:
     balances = dict(Account.objects.filter(profile=profile).values_list("kind", "balance"))
     return {"coins": balances.get(Account.Kind.COINS, 0), "earnings": balances.get(Account.Kind.EARNINGS, 0)}
+
+
+def profile_owed(profile: Profile) -> int:
+    """What the person owes for a reversed top-up (0 when nothing)."""
+    owed = Account.objects.filter(profile=profile, kind=Account.Kind.RECEIVABLE).values_list("balance", flat=True)
+    return owed.first() or 0
 
 
 def profile_entries(profile: Profile) -> QuerySet[Entry]:
@@ -117,3 +126,25 @@ def ledger_audit() -> list[AuditCheck]:
         ),
         audit_check("no user account is negative", f"{accounts} accounts", negative, "account"),
     ]
+
+
+def own_daily_limit(limit: SpendingLimit | None, at: datetime.datetime) -> int | None:
+    """The person's own limit in force at `at`: their raise once it is due, else the one they have."""
+    if limit is None:
+        return None
+    if limit.raised_from is not None and at >= limit.raised_from:
+        return limit.raised_daily_coins
+    return limit.daily_coins
+
+
+def daily_limits(profile_ids: Iterable[int], at: datetime.datetime) -> dict[int, int]:
+    """{profile pk: coins a day} for those of these people a limit applies to: the lowest of
+    `GIFT_DAILY_LIMIT`, the one staff set, and the person's own (see SpendingLimit)."""
+    profile_ids = set(profile_ids)
+    everyone = settings.GIFT_DAILY_LIMIT
+    limits = {profile_id: everyone for profile_id in profile_ids} if everyone is not None else {}
+    for limit in SpendingLimit.objects.filter(profile_id__in=profile_ids):
+        for candidate in (limit.staff_daily_coins, own_daily_limit(limit, at)):
+            if candidate is not None:
+                limits[limit.profile_id] = min(candidate, limits.get(limit.profile_id, candidate))
+    return limits

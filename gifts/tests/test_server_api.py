@@ -667,3 +667,80 @@ def test_a_malformed_refund_gift_is_7200003_and_refunds_nothing(client, app, are
 
     assert data["Code"] == 7200003, data
     assert Transfer.objects.filter(kind=Transfer.Kind.REFUND).count() == 0
+
+
+# --- ReverseTopUp and Payout ------------------------------------------------------------------------
+
+
+def test_reverse_top_up_takes_back_what_the_user_holds_and_the_rest_is_owed_until_a_top_up(client, app, arena):
+    call(client, {"UserId": "fan42", "Amount": 500, "Reference": "pay-1"}, action="TopUp")
+    game_join(room=arena.room, profile=Profile.objects.get(user_id="fan42"))
+    assert results(call(client, batch("arena", [item("f1", user_id="fan42", value=66, num=5)]))) == [(0, "f1")]
+
+    first = call(client, {"Reference": "pay-1", "Reason": "chargeback"}, action="ReverseTopUp")
+    again = call(client, {"Reference": "pay-1"}, action="ReverseTopUp")
+
+    expected = {"UserId": "fan42", "Reference": "pay-1", "Amount": 500, "Taken": 170, "Owed": 330}
+    assert first["Code"] == 0 and first["Data"] == expected
+    assert again["Data"] == expected
+    assert results(call(client, batch("arena", [item("f2", user_id="fan42", value=10)]))) == [(10011, "f2")]
+    top_up = call(client, {"UserId": "fan42", "Amount": 400, "Reference": "pay-2"}, action="TopUp")
+    assert top_up["Data"] == {"UserId": "fan42", "Balance": 70}
+    assert results(call(client, batch("arena", [item("f3", user_id="fan42", value=10)]))) == [(0, "f3")]
+    assert ledger_totals()["sum_of_balances"] == 0
+
+
+def test_reverse_top_up_of_a_reference_this_app_never_used_is_7200003(client, app, arena):
+    other = ServerApp.objects.create(app_id="2000002", name="other", secret="other-secret")
+    call(
+        client,
+        {"UserId": "fan1", "Amount": 50, "Reference": "theirs"},
+        action="TopUp",
+        app_id=other.app_id,
+        secret=other.secret,
+    )
+
+    for reference in ("nope", "theirs"):
+        data = call(client, {"Reference": reference}, action="ReverseTopUp")
+        assert data["Code"] == 7200003 and "Reference" in data["Message"]
+    assert not Transfer.objects.filter(kind=Transfer.Kind.CHARGEBACK).exists()
+
+
+def test_payout_pays_a_host_once_per_reference_and_never_more_than_their_earnings(client, app, arena):
+    call(client, batch("arena", [item("p1", value=66, num=10)]))  # 660 coins: 330 to the anchor
+
+    paid = call(client, {"UserId": "anchor", "Amount": 300, "Reference": "bank-1"}, action="Payout")
+    again = call(client, {"UserId": "anchor", "Amount": 300, "Reference": "bank-1"}, action="Payout")
+    too_much = call(client, {"UserId": "anchor", "Amount": 31, "Reference": "bank-2"}, action="Payout")
+    conflict = call(client, {"UserId": "anchor", "Amount": 5, "Reference": "bank-1"}, action="Payout")
+    nobody = call(client, {"UserId": "ghost", "Amount": 5, "Reference": "bank-3"}, action="Payout")
+
+    assert paid["Code"] == 0 and paid["Data"] == {
+        "UserId": "anchor",
+        "Reference": "bank-1",
+        "Amount": 300,
+        "Earnings": 30,
+    }
+    assert again["Data"] == paid["Data"]
+    assert too_much["Code"] == 10007 and "30 coins" in too_much["Message"]
+    assert conflict["Code"] == 7200003 and nobody["Code"] == 7200003
+    assert profile_balances(Profile.objects.get(user_id="anchor"))["earnings"] == 30
+    assert Transfer.objects.filter(kind=Transfer.Kind.PAYOUT).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("Payout", {"UserId": "anchor", "Amount": 0, "Reference": "b"}),
+        ("Payout", {"UserId": "anchor", "Amount": "5", "Reference": "b"}),
+        ("Payout", {"UserId": "anchor", "Amount": 5}),
+        ("ReverseTopUp", {}),
+        ("ReverseTopUp", {"Reference": ""}),
+        ("ReverseTopUp", {"Reference": 7}),
+    ],
+)
+def test_malformed_money_actions_are_7200003_and_move_nothing(client, app, arena, action, body):
+    before = Transfer.objects.count()
+
+    assert call(client, body, action=action)["Code"] == 7200003
+    assert Transfer.objects.count() == before

@@ -13,6 +13,7 @@ from refunds.models import Refund
 from refunds.services import gift_refund
 from wallets.models import Transfer
 from wallets.selectors import profile_balances
+from wallets.services import InsufficientBalance, payout_create
 from wallets.tests.factories import ProfileFactory
 from wallets.tests.ledger import assert_ledger_sound
 
@@ -59,5 +60,30 @@ def test_refunds_racing_gifts_in_one_room_keep_seqs_contiguous_and_boards_exact(
     assert {row["coins"] for row in leaderboard_top(room=room, period="live")} == {200}
     for fan in fans:
         assert profile_balances(fan)["coins"] == 10_000 - 200
+    assert all(check.ok for check in gifts_audit())
+    assert_ledger_sound()
+
+
+def test_a_refund_racing_a_payout_of_the_same_earnings_never_overdraws_the_host():
+    GiftFactory(gift_id="rose", price=10)
+    room = RoomFactory()
+    fan = ProfileFactory(coins=1_000)
+    gift = gift_send(gift_request(fan, room, "m1", num=10)).event  # 100 coins: 50 to the host
+
+    def pay_out():
+        try:
+            return payout_create(profile=room.host, amount=50, reference="bank-1")[1]
+        except InsufficientBalance:
+            return False
+
+    paid, refund = run_in_threads([pay_out, lambda: gift_refund(event=gift).refund])
+
+    refund.refresh_from_db()
+    earnings = profile_balances(room.host)["earnings"]
+    if paid:  # the payout went first: the refund found nothing left, platform revenue covered it all
+        assert (refund.host_coins, refund.shortfall, earnings) == (0, 50, 0)
+    else:  # the refund went first: nothing left to pay out
+        assert (refund.host_coins, refund.shortfall, earnings) == (50, 0, 0)
+    assert profile_balances(fan)["coins"] == 1_000
     assert all(check.ok for check in gifts_audit())
     assert_ledger_sound()
