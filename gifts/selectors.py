@@ -14,7 +14,7 @@ from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
 from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
-from wallets.selectors import AuditCheck, audit_check, daily_limits, own_daily_limit
+from wallets.selectors import AuditCheck, audit_check, daily_limit, own_daily_limit
 
 # How many events a client may ask to replay at once, and how many a snapshot carries.
 REPLAY_LIMIT = 500
@@ -188,7 +188,7 @@ def spending_limit_detail(profile: Profile) -> dict[str, Any]:
     now = timezone.now()
     limit = SpendingLimit.objects.filter(profile=profile).first()
     raise_pending = limit is not None and limit.raised_from is not None and now < limit.raised_from
-    in_force = daily_limits([profile.pk], now).get(profile.pk)
+    in_force = daily_limit(limit, now)
     spent = coins_spent_since([profile.pk], since=utc_midnight(now)).get(profile.pk, 0)
     return {
         "daily_coins": own_daily_limit(limit, now),

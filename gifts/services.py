@@ -37,8 +37,8 @@ from gifts.results import GiftOutcome, Result
 from gifts.selectors import coins_spent_since, event_payload, game_state_payload, room_game_session, utc_midnight
 from rankings.services import period_keys
 from relay import outbox
-from wallets.models import Account, Profile, Transfer
-from wallets.selectors import daily_limits
+from wallets.models import Account, Profile, SpendingLimit, Transfer
+from wallets.selectors import daily_limit
 from wallets.services import (
     TransferConflict,
     platform_account,
@@ -236,11 +236,11 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
     receipts = _receipts_of(requests)
     rules = _GiftRules(requests)
     # Lock order: user accounts now (pk order), the rooms' rows when the paid gifts are numbered.
-    balances = writer.accounts_lock(
+    balances, limits = writer.accounts_lock(
         coins_of=(request.sender.pk for request in requests),
         earnings_of=(request.room.host_id for request in requests if rules.host_share_possible(request)),
     )
-    rules.allowances = _daily_allowances(requests)
+    rules.allowances = _daily_allowances(requests, limits)
 
     decisions: list[_Decision] = []
     settled_at: dict[tuple[str, str], int] = {}  # MsgIds settled earlier in this batch -> index
@@ -288,14 +288,18 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
     return [_outcome(index, requests, decisions) for index in range(len(requests))]
 
 
-def _daily_allowances(requests: list[GiftRequest]) -> dict[int, int]:
+def _daily_allowances(requests: list[GiftRequest], own_limits: dict[int, SpendingLimit]) -> dict[int, int]:
     """{sender pk: coins} each sender with a daily limit may still spend today (UTC).
 
     Read once the senders' coins are locked: a sender's batches take turns, so each one
     counts every gift of theirs that committed before it.
     """
     now = timezone.now()
-    limits = daily_limits((request.sender.pk for request in requests), now)
+    limits = {
+        sender: limit
+        for sender in {request.sender.pk for request in requests}
+        if (limit := daily_limit(own_limits.get(sender), now)) is not None
+    }
     if not limits:
         return {}
     spent = coins_spent_since(limits, since=utc_midnight(now))

@@ -64,7 +64,7 @@ from django.db import connection
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
 from rankings.models import RankingEntry
 from relay.models import GameDelivery
-from wallets.models import Account, Entry, Profile, Transfer
+from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 
 # --- before the batch: the room a request names ------------------------------------------------
 
@@ -178,11 +178,21 @@ def platform_account_id(kind: str) -> int | None:
     return row[0] if row else None
 
 
-def accounts_lock(*, coins_of: Iterable[int], earnings_of: Iterable[int]) -> dict[tuple[int, str], tuple[int, int]]:
+# A SpendingLimit's columns, in its field order (which Model.from_db expects).
+LIMIT_COLUMNS = ("id", "profile_id", "staff_daily_coins", "daily_coins", "raised_daily_coins", "raised_from")
+
+
+def accounts_lock(
+    *, coins_of: Iterable[int], earnings_of: Iterable[int]
+) -> tuple[dict[tuple[int, str], tuple[int, int]], dict[int, SpendingLimit]]:
     """Lock these people's coins (and receivable, where they have one) and earnings accounts in
-    pk order: {(profile_id, kind): (id, balance)}."""
+    pk order: ({(profile_id, kind): (id, balance)}, {profile_id: the senders' spending limits}).
+
+    The limits ride on the same statement (a LEFT JOIN on the coins rows), so a batch
+    learns who has one without a round trip of its own.
+    """
     coins_of, earnings_of = sorted(set(coins_of)), sorted(set(earnings_of))
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update else ""
     conditions, params = [], []
     for kind, profile_ids in (
         (Account.Kind.COINS, coins_of),
@@ -190,15 +200,23 @@ def accounts_lock(*, coins_of: Iterable[int], earnings_of: Iterable[int]) -> dic
         (Account.Kind.EARNINGS, earnings_of),
     ):
         if profile_ids:
-            conditions.append(f"(kind = %s AND profile_id IN ({_in_list(len(profile_ids))}))")
+            conditions.append(f"(a.kind = %s AND a.profile_id IN ({_in_list(len(profile_ids))}))")
             params += [str(kind), *profile_ids]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, profile_id, kind, balance FROM {Account._meta.db_table} "
-            f"WHERE {' OR '.join(conditions)} ORDER BY id{lock}",
-            params,
+            f"SELECT a.id, a.profile_id, a.kind, a.balance, {', '.join(f'l.{column}' for column in LIMIT_COLUMNS)} "
+            f"FROM {Account._meta.db_table} a LEFT JOIN {SpendingLimit._meta.db_table} l "
+            "ON l.profile_id = a.profile_id AND a.kind = %s "
+            f"WHERE {' OR '.join(conditions)} ORDER BY a.id{lock}",
+            [str(Account.Kind.COINS), *params],
         )
-        return {(profile_id, kind): (account_id, balance) for account_id, profile_id, kind, balance in cursor}
+        balances, limits = {}, {}
+        for account_id, profile_id, kind, balance, *limit in cursor:
+            balances[(profile_id, kind)] = (account_id, balance)
+            if limit[0] is not None:
+                limit[-1] = _datetime_from_db(limit[-1])  # raised_from
+                limits[profile_id] = SpendingLimit.from_db(connection.alias, LIMIT_COLUMNS, limit)
+        return balances, limits
 
 
 def rooms_advance(new_events: dict[int, int]) -> dict[int, tuple[int, int | None]]:
@@ -427,3 +445,12 @@ def _flat(rows: Iterable[Iterable[Any]]) -> list[Any]:
 
 def _datetime(value: datetime.datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
+
+
+def _datetime_from_db(value: Any) -> datetime.datetime | None:
+    """A datetime column read through a cursor: SQLite answers it naive (in UTC), PostgreSQL aware."""
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value

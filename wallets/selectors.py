@@ -1,7 +1,6 @@
 """Reads of money with business meaning."""
 
 import datetime
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -137,14 +136,10 @@ def own_daily_limit(limit: SpendingLimit | None, at: datetime.datetime) -> int |
     return limit.daily_coins
 
 
-def daily_limits(profile_ids: Iterable[int], at: datetime.datetime) -> dict[int, int]:
-    """{profile pk: coins a day} for those of these people a limit applies to: the lowest of
-    `GIFT_DAILY_LIMIT`, the one staff set, and the person's own (see SpendingLimit)."""
-    profile_ids = set(profile_ids)
-    everyone = settings.GIFT_DAILY_LIMIT
-    limits = {profile_id: everyone for profile_id in profile_ids} if everyone is not None else {}
-    for limit in SpendingLimit.objects.filter(profile_id__in=profile_ids):
-        for candidate in (limit.staff_daily_coins, own_daily_limit(limit, at)):
-            if candidate is not None:
-                limits[limit.profile_id] = min(candidate, limits.get(limit.profile_id, candidate))
-    return limits
+def daily_limit(limit: SpendingLimit | None, at: datetime.datetime) -> int | None:
+    """Coins the person may spend a day, or None: the lowest of `GIFT_DAILY_LIMIT`, the limit
+    staff set and the person's own in force at `at` (see SpendingLimit)."""
+    candidates = [settings.GIFT_DAILY_LIMIT]
+    if limit is not None:
+        candidates += [limit.staff_daily_coins, own_daily_limit(limit, at)]
+    return min((candidate for candidate in candidates if candidate is not None), default=None)
