@@ -76,6 +76,12 @@ class SendNotFound(RequestError):
     code, http_status, default_message = 10010, 404, "no gift was sent with this msg_id"
 
 
+class NotRoomHost(RequestError):
+    """Only a room's host may change it (its co-hosts, its goal)."""
+
+    code, http_status, default_message = 7200001, 403, "only the room's host may do this"
+
+
 class NotEnoughEarnings(RequestError):
     """A payout of more than the host's earnings hold (SPEC section 10): nothing is paid."""
 

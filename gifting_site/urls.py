@@ -24,6 +24,7 @@ api_patterns = [
     path("ws-ticket/", gifts_api.WsTicketApi.as_view(), name="ws-ticket"),
     path("rooms/<public_id:room_id>/", gifts_api.RoomDetailApi.as_view(), name="room-detail"),
     path("rooms/<public_id:room_id>/gifts/", gifts_api.GiftSendApi.as_view(), name="gift-send"),
+    path("rooms/<public_id:room_id>/cohosts/", gifts_api.RoomCohostsApi.as_view(), name="room-cohosts"),
     path("rooms/<public_id:room_id>/leaderboard/", gifts_api.LeaderboardApi.as_view(), name="leaderboard"),
     path("rooms/<public_id:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
     path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),

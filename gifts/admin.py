@@ -23,6 +23,7 @@ from gifts.models import (
     HostGiftCount,
     MiniGame,
     Room,
+    RoomCohost,
     ServerApp,
     ValueTier,
 )
@@ -128,8 +129,17 @@ class MiniGameAdmin(admin.ModelAdmin):
     inlines = [MiniGameTierInline]
 
 
+class RoomCohostInline(admin.TabularInline):
+    model = RoomCohost
+    extra = 0
+    autocomplete_fields = ["profile"]
+    verbose_name = "co-host"
+    verbose_name_plural = "co-hosts: gifts may name them as receiver, and earn them the share"
+
+
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
+    inlines = [RoomCohostInline]
     list_display = ["room_id", "title", "host", "is_live", "last_seq"]
     list_filter = ["is_live"]
     search_fields = ["room_id", "title", "host__user_id"]

@@ -27,7 +27,15 @@ from gifting_site.fields import StrictCharField, StrictIntegerField
 from gifts import selectors
 from gifts.models import FailedDelivery, GameSession, GiftEvent, GiftReceipt, Room
 from gifts.results import HTTP_STATUS, GiftOutcome
-from gifts.services import GiftRequest, game_for_gifts, game_join, gift_send, room_for_gifts
+from gifts.services import (
+    MAX_COHOSTS,
+    GiftRequest,
+    game_for_gifts,
+    game_join,
+    gift_send,
+    room_cohosts_set,
+    room_for_gifts,
+)
 from rankings.models import RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Profile
@@ -282,6 +290,7 @@ class RoomDetailApi(APIView):
         room_id = serializers.CharField()
         title = serializers.CharField(allow_blank=True)
         host = PersonSerializer()
+        cohosts = PersonSerializer(many=True, help_text="who else may receive gifts here (`receiver_id`)")
         is_live = serializers.BooleanField()
         seq = serializers.IntegerField(help_text="the seq of the room's newest gift event, 0 before the first")
         game = GameStateSerializer(allow_null=True, help_text="the room's open game session, if any")
@@ -289,6 +298,37 @@ class RoomDetailApi(APIView):
     @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404, 503)})
     def get(self, request, room_id: str):
         return Response(selectors.room_detail(room_or_404(room_id)))
+
+
+class RoomCohostsApi(APIView):
+    """`PUT /api/rooms/{room_id}/cohosts/`: the host names who co-hosts the room (SPEC section 11)."""
+
+    @extend_schema_serializer(component_name="RoomCohostsUpdate")
+    class InputSerializer(serializers.Serializer):
+        user_ids = serializers.ListField(
+            child=StrictCharField(min_length=1, max_length=64),
+            max_length=MAX_COHOSTS,
+            help_text=f"every co-host, replacing the previous ones (at most {MAX_COHOSTS}; [] for none)",
+        )
+
+    @extend_schema_serializer(component_name="RoomCohosts")
+    class OutputSerializer(serializers.Serializer):
+        room_id = serializers.CharField()
+        cohosts = PersonSerializer(many=True)
+
+    @extend_schema(
+        parameters=[ROOM_ID],
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404, 415, 503)},
+    )
+    def put(self, request, room_id: str):
+        room = room_or_404(room_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        cohosts = room_cohosts_set(
+            room=room, by=profile_for_user(request.user), user_ids=serializer.validated_data["user_ids"]
+        )
+        return Response({"room_id": room.room_id, "cohosts": [selectors.person_payload(p) for p in cohosts]})
 
 
 class LeaderboardApi(APIView):

@@ -86,6 +86,21 @@ class Room(models.Model):
         return self.room_id
 
 
+class RoomCohost(models.Model):
+    """Someone who hosts a room with its host: gifts may name them as receiver, and earn them the share."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="cohosts", db_index=False)
+    profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="cohosted_rooms")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # Also the index of a room's co-hosts, which leads with the room.
+        constraints = [models.UniqueConstraint(fields=["room", "profile"], name="cohost_once_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.profile} co-hosts {self.room}"
+
+
 class LiveSession(models.Model):
     """One broadcast: it starts each time the room goes live and scopes the `live` leaderboard."""
 

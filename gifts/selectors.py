@@ -11,7 +11,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from gifting_site.errors import SendNotFound
-from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room
+from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room, RoomCohost
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
 from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 from wallets.selectors import AuditCheck, audit_check, daily_limit, own_daily_limit
@@ -84,11 +84,20 @@ def room_game_session(room: Room) -> GameSession | None:
     return next(iter(sessions[:1]), None)
 
 
+def person_payload(profile: Profile) -> dict[str, Any]:
+    return {"user_id": profile.user_id, "nickname": profile.display_name, "avatar": profile.avatar}
+
+
+def room_cohosts(room: Room) -> list[Profile]:
+    return [cohost.profile for cohost in RoomCohost.objects.filter(room=room).select_related("profile").order_by("pk")]
+
+
 def room_detail(room: Room) -> dict[str, Any]:
     return {
         "room_id": room.room_id,
         "title": room.title,
-        "host": {"user_id": room.host.user_id, "nickname": room.host.display_name, "avatar": room.host.avatar},
+        "host": person_payload(room.host),
+        "cohosts": [person_payload(profile) for profile in room_cohosts(room)],
         "is_live": room.is_live,
         "seq": room.last_seq,
         "game": game_state_payload(room_game_session(room)),

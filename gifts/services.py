@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from gifting_site import metrics
-from gifting_site.errors import GameNotFound, GameNotStarted, RoomUnavailable
+from gifting_site.errors import GameNotFound, GameNotStarted, MalformedRequest, NotRoomHost, RoomUnavailable
 from gifting_site.logs import fields
 from gifts import broadcast, writer
 from gifts.group_commit import GroupCommit
@@ -30,6 +30,7 @@ from gifts.models import (
     LiveSession,
     MiniGame,
     Room,
+    RoomCohost,
     ServerApp,
     ValueTier,
 )
@@ -202,6 +203,8 @@ class _Paid:
 
     request: GiftRequest
     gift: Gift
+    # The room's host, or the co-host the gift named: they get the share and the gift-wall count.
+    receiver: Profile
     effect: str
     cost: int
     host_share: int
@@ -238,7 +241,11 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
     # Lock order: user accounts now (pk order), the rooms' rows when the paid gifts are numbered.
     balances, limits = writer.accounts_lock(
         coins_of=(request.sender.pk for request in requests),
-        earnings_of=(request.room.host_id for request in requests if rules.host_share_possible(request)),
+        earnings_of=(
+            receiver.pk
+            for request in requests
+            if rules.host_share_possible(request) and (receiver := rules.receiver_of(request))
+        ),
     )
     rules.allowances = _daily_allowances(requests, limits)
 
@@ -334,6 +341,18 @@ class _GiftRules:
         self.gifts = writer.gifts_active(request.gift_code for request in requests)
         # What senders with a daily limit may still spend; set once their coins are locked.
         self.allowances: dict[int, int] = {}
+        # The co-hosts the batch names as receivers, read only when a gift names someone besides the host.
+        named = {
+            (request.room.pk, request.receiver_code)
+            for request in requests
+            if request.receiver_code and request.receiver_code != request.room.host.user_id
+        }
+        self.cohosts: dict[tuple[int, str], Profile] = {}
+        if named:
+            cohosts = RoomCohost.objects.filter(
+                room_id__in={room for room, _ in named}, profile__user_id__in={user for _, user in named}
+            ).select_related("profile")
+            self.cohosts = {(cohost.room_id, cohost.profile.user_id): cohost.profile for cohost in cohosts}
         sessions = {request.game_session.pk: request.game_session for request in requests if request.game_session}
         self.tiers: dict[tuple[int, int], dict[int, str]] = {}
         self.players: set[tuple[int, int]] = set()
@@ -351,9 +370,16 @@ class _GiftRules:
             )
 
     def host_share_possible(self, request: GiftRequest) -> bool:
-        """Whether this gift, if accepted, credits the host: only then is the host's account locked."""
+        """Whether this gift, if accepted, credits its receiver: only then is their account locked."""
         gift = self.gifts.get(request.gift_code)
         return gift is not None and _host_share(gift.price * request.value * request.num) > 0
+
+    def receiver_of(self, request: GiftRequest) -> Profile | None:
+        """Who the gift is for: the room's host unless it names a co-host; None if it names anyone else."""
+        host = request.room.host
+        if not request.receiver_code or request.receiver_code == host.user_id:
+            return host
+        return self.cohosts.get((request.room.pk, request.receiver_code))
 
 
 def _gift_decide(
@@ -364,11 +390,15 @@ def _gift_decide(
     if gift is None:
         return _Refusal(Result.GIFT_NOT_CONFIGURED, f"gift {request.gift_code} is not configured")
 
-    sender, host = request.sender, request.room.host
-    if request.receiver_code and request.receiver_code != host.user_id:
-        return _Refusal(Result.DELIVERY_FAILED, f"receiver {request.receiver_code} is not the room's host")
+    sender, host, receiver = request.sender, request.room.host, rules.receiver_of(request)
+    if receiver is None:
+        return _Refusal(
+            Result.DELIVERY_FAILED, f"receiver {request.receiver_code} is not the room's host or one of its co-hosts"
+        )
     if sender.pk == host.pk:
         return _Refusal(Result.DELIVERY_FAILED, "a host cannot send gifts to their own room")
+    if sender.pk == receiver.pk:
+        return _Refusal(Result.DELIVERY_FAILED, "nobody can send a gift to themselves")
 
     session, effect = request.game_session, ""
     if session is None:
@@ -407,12 +437,13 @@ def _gift_decide(
     host_share = _host_share(cost)
     earnings_account, earnings = None, None
     if host_share:
-        earnings_account, earnings = balances[(host.pk, Account.Kind.EARNINGS)]
+        earnings_account, earnings = balances[(receiver.pk, Account.Kind.EARNINGS)]
         earnings += host_share
-        balances[(host.pk, Account.Kind.EARNINGS)] = (earnings_account, earnings)
+        balances[(receiver.pk, Account.Kind.EARNINGS)] = (earnings_account, earnings)
     return _Paid(
         request=request,
         gift=gift,
+        receiver=receiver,
         effect=effect,
         cost=cost,
         host_share=host_share,
@@ -445,7 +476,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
     next_seq = {room_id: first_seq for room_id, (first_seq, _) in rooms.items()}
     for gift in paid:
         request = gift.request
-        room, sender, host = request.room, request.sender, request.room.host
+        room, sender, receiver = request.room, request.sender, gift.receiver
         previous = combos.get((room.pk, sender.pk))
         combo = previous[1] + 1 if previous and previous[0] == gift.gift.pk else 1
         combos[(room.pk, sender.pk)] = (gift.gift.pk, combo)
@@ -455,7 +486,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             seq=next_seq[room.pk],
             msg_id=request.msg_id,
             sender=sender,
-            receiver=host,
+            receiver=receiver,
             gift=gift.gift,
             game_session=request.game_session,
             live_session_id=rooms[room.pk][1],
@@ -471,7 +502,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
         next_seq[room.pk] += 1
         for period, key in period_keys(live_session_id=rooms[room.pk][1], at=now).items():
             rankings[(room.pk, str(period), key, sender.pk)] += gift.cost
-        gift_walls[(host.pk, gift.gift.pk)] += count
+        gift_walls[(receiver.pk, gift.gift.pk)] += count
 
     writer.events_insert([gift.event for gift in paid])
     writer.rankings_add(dict(rankings), at=now)
@@ -585,6 +616,36 @@ def _failed_delivery(request: GiftRequest, result: Result, message: str) -> Fail
 
 
 # --- rooms and games ---------------------------------------------------------------------------
+
+
+# A room's co-hosts at most: a multi-guest live seats up to 9 with its host.
+MAX_COHOSTS = 8
+
+
+@transaction.atomic
+def room_cohosts_set(*, room: Room, by: Profile, user_ids: list[str]) -> list[Profile]:
+    """The host names the room's co-hosts (replacing the previous ones); gifts may name them as receiver.
+
+    Raises NotRoomHost for anyone but the host, MalformedRequest naming an unknown person,
+    the host themselves or too many.
+    """
+    if by.pk != room.host_id:
+        raise NotRoomHost(f"only {room.host.user_id}, the host of {room.room_id}, may name its co-hosts")
+    wanted = list(dict.fromkeys(user_ids))
+    if len(wanted) > MAX_COHOSTS:
+        raise MalformedRequest(f"user_ids: at most {MAX_COHOSTS} co-hosts")
+    if room.host.user_id in wanted:
+        raise MalformedRequest("user_ids: the host is not a co-host of their own room")
+    people = {profile.user_id: profile for profile in Profile.objects.filter(user_id__in=wanted)}
+    if unknown := [user_id for user_id in wanted if user_id not in people]:
+        raise MalformedRequest(f"user_ids: no such user {', '.join(unknown[:5])}")
+    # The room row orders concurrent changes: the last one wins whole.
+    Room.objects.select_for_update().only("pk").get(pk=room.pk)
+    RoomCohost.objects.filter(room=room).exclude(profile__user_id__in=wanted).delete()
+    RoomCohost.objects.bulk_create(
+        [RoomCohost(room=room, profile=people[user_id]) for user_id in wanted], ignore_conflicts=True
+    )
+    return [people[user_id] for user_id in wanted]
 
 
 @transaction.atomic
