@@ -59,6 +59,7 @@ def refund_with_reason(model_admin, request, events: list[GiftEvent], action: st
                 "events": events,
                 "action": action,
                 "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
                 "opts": model_admin.model._meta,
             },
         )
@@ -209,7 +210,7 @@ class LargeGiftFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "yes":
-            return queryset.filter(coins__gte=settings.LARGE_GIFT_COINS)
+            return queryset.filter(kind=GiftEvent.Kind.GIFT, coins__gte=settings.LARGE_GIFT_COINS)
         return queryset
 
 

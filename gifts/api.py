@@ -415,7 +415,7 @@ class SpendingLimitApi(APIView):
     @extend_schema_serializer(component_name="SpendingLimitUpdate")
     class InputSerializer(serializers.Serializer):
         daily_coins = StrictIntegerField(
-            min_value=1,
+            min_value=0,
             max_value=MAX_DAILY_LIMIT,
             allow_null=True,
             help_text="coins a UTC day; null: none. A cut applies at once, a raise or null after 24 hours",

@@ -2,7 +2,7 @@
 
 import datetime
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -219,7 +219,17 @@ HOST_STATEMENT_COLUMNS = ["host", "day", "gifts", "coins", "earnings", "refunds"
 TAKEN_FROM_EARNINGS = {Transfer.Kind.REFUND: "refunds", Transfer.Kind.PAYOUT: "payouts"}
 
 
-def host_statements(hosts: list[Profile]) -> list[list[Any]]:
+# Hosts per round of host_statements' queries: SQLite takes at most 999 parameters in one statement.
+STATEMENT_HOSTS_PER_QUERY = 200
+
+
+def host_statements(hosts: list[Profile]) -> Iterator[list[Any]]:
+    """host_statement_lines for any number of hosts, a few hundred at a time."""
+    for start in range(0, len(hosts), STATEMENT_HOSTS_PER_QUERY):
+        yield from host_statement_lines(hosts[start : start + STATEMENT_HOSTS_PER_QUERY])
+
+
+def host_statement_lines(hosts: list[Profile]) -> list[list[Any]]:
     """Each host's days (UTC) with anything to report, in HOST_STATEMENT_COLUMNS order.
 
     `gifts` and `coins` are the gifts received that day and what they cost their senders;
@@ -253,7 +263,12 @@ def host_statements(hosts: list[Profile]) -> list[list[Any]]:
         else:
             lines[key]["earnings"] += row["amount"]
         last_entry[key] = max(last_entry.get(key, 0), row["last"])
-    balances = dict(Entry.objects.filter(pk__in=last_entry.values()).values_list("pk", "balance_after"))
+    last_ids = sorted(last_entry.values())
+    balances = {
+        pk: balance
+        for start in range(0, len(last_ids), 500)
+        for pk, balance in Entry.objects.filter(pk__in=last_ids[start : start + 500]).values_list("pk", "balance_after")
+    }
     user_ids = {host.pk: host.user_id for host in hosts}
     return [
         [

@@ -639,7 +639,9 @@ def room_cohosts_set(*, room: Room, by: Profile, user_ids: list[str]) -> list[Pr
     people = {profile.user_id: profile for profile in Profile.objects.filter(user_id__in=wanted)}
     if unknown := [user_id for user_id in wanted if user_id not in people]:
         raise MalformedRequest(f"user_ids: no such user {', '.join(unknown[:5])}")
-    # The room row orders concurrent changes: the last one wins whole.
+    # The room row orders concurrent changes of the list: the last one wins whole. A gift
+    # already being decided when a co-host is removed may still pay them, as it would a
+    # moment earlier.
     Room.objects.select_for_update().only("pk").get(pk=room.pk)
     RoomCohost.objects.filter(room=room).exclude(profile__user_id__in=wanted).delete()
     RoomCohost.objects.bulk_create(

@@ -2,7 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.db import IntegrityError, models
 from django.db.models import Q, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -168,6 +168,7 @@ class WalletAdmin(admin.ModelAdmin):
                 "form": form,
                 "profiles": queryset,
                 "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
                 "opts": self.model._meta,
             },
         )
@@ -198,7 +199,7 @@ class WalletAdmin(admin.ModelAdmin):
                 self.message_user(
                     request, f"Not paid: {host} has {short.account.balance} coins of earnings.", messages.ERROR
                 )
-            except TransferConflict:
+            except (TransferConflict, IntegrityError):
                 self.message_user(request, f"Not paid: {reference} was used for another payout.", messages.ERROR)
             else:
                 done = f"Paid out {amount} coins to {host} ({reference})." if created else "Already paid out."
@@ -220,6 +221,7 @@ def _action_form(model_admin, request, action: str, form, title: str, button: st
             "action": action,
             "button": button,
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
             "opts": model_admin.model._meta,
         },
     )
@@ -330,3 +332,13 @@ class SpendingLimitAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "profile"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            # Only the staff limit: the person may have changed their own since the page loaded.
+            obj.save(update_fields=["staff_daily_coins", "updated_at"])
+        else:
+            super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # deleting would lift the person's own limit without its 24-hour wait

@@ -339,6 +339,8 @@ def spending_limit_set(*, profile: Profile, daily_coins: int | None) -> Spending
     limit.daily_coins = daily_coins if is_cut else current
     if is_cut or daily_coins == current:
         limit.raised_daily_coins, limit.raised_from = None, None
+    elif limit.raised_from is not None and limit.raised_daily_coins == daily_coins:
+        pass  # the same raise asked again (a retried request): its 24 hours keep running
     else:
         limit.raised_daily_coins, limit.raised_from = daily_coins, now + LIMIT_RAISE_DELAY
     limit.save()

@@ -64,4 +64,5 @@ class Migration(migrations.Migration):
                 name="event_reversal_names_its_gift",
             ),
         ),
+        migrations.RunPython(live_sessions_backfill, migrations.RunPython.noop),
     ]

@@ -155,7 +155,7 @@ def test_removing_ones_own_limit_is_a_raise(api):
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"daily_coins": 0}, {"daily_coins": -5}, {"daily_coins": "10"}, {"daily_coins": 1.5}, {"daily_coins": True}],
+    [{}, {"daily_coins": -1}, {"daily_coins": -5}, {"daily_coins": "10"}, {"daily_coins": 1.5}, {"daily_coins": True}],
 )
 def test_a_bad_limit_is_7200003_and_changes_nothing(api, viewer, body):
     response = api.put("/api/me/limits/", body, format="json")
@@ -167,3 +167,37 @@ def test_a_bad_limit_is_7200003_and_changes_nothing(api, viewer, body):
 def test_limits_need_a_signed_in_viewer(api_client):
     assert api_client.get("/api/me/limits/").status_code == 401
     assert api_client.put("/api/me/limits/", {"daily_coins": 5}, format="json").status_code == 401
+
+
+def test_asking_for_the_same_raise_again_keeps_its_time(api, viewer):
+    api.put("/api/me/limits/", {"daily_coins": 20}, format="json")
+    first = api.put("/api/me/limits/", {"daily_coins": 100}, format="json").json()["pending"]["from"]
+
+    again = api.put("/api/me/limits/", {"daily_coins": 100}, format="json").json()["pending"]["from"]
+
+    assert again == first
+
+
+def test_a_limit_of_zero_stops_spending_for_the_day(api, viewer, room, rose):
+    assert api.put("/api/me/limits/", {"daily_coins": 0}, format="json").json()["effective_daily_coins"] == 0
+
+    assert send(viewer, room, "m1").result == Result.SPENDING_LIMIT
+
+
+def test_staff_saving_a_limit_keep_the_viewers_own_change(client, viewer, api):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw"))
+    limit = SpendingLimit.objects.create(profile=viewer, staff_daily_coins=500)
+    page = client.get(reverse("admin:wallets_spendinglimit_change", args=[limit.pk]))
+    assert page.status_code == 200
+    api.put("/api/me/limits/", {"daily_coins": 30}, format="json")  # while the page is open
+
+    client.post(reverse("admin:wallets_spendinglimit_change", args=[limit.pk]), {"staff_daily_coins": "400"})
+
+    limit.refresh_from_db()
+    assert (limit.staff_daily_coins, limit.daily_coins) == (400, 30)
+    assert (
+        client.post(reverse("admin:wallets_spendinglimit_delete", args=[limit.pk]), {"post": "yes"}).status_code == 403
+    )

@@ -114,3 +114,19 @@ def test_the_refunds_list_shows_who_refunded_what_and_why(staff_client, gifts):
     assert (
         staff_client.post(reverse("admin:refunds_refund_delete", args=[refund.pk]), {"post": "yes"}).status_code == 403
     )
+
+
+def test_select_all_refunds_every_row_the_list_matches_not_just_the_page(staff_client, viewer, room, rose):
+    from gifts.services import gifts_send
+
+    gifts_send([gift_request(viewer, room, f"bulk{n}") for n in range(101)])  # the list shows 100 a page
+    url = reverse("admin:gifts_giftevent_changelist")
+    first_page = [GiftEvent.objects.order_by("-pk").first().pk]
+    form = {"action": "refund", "_selected_action": first_page, "select_across": "1"}
+
+    asked = staff_client.post(url, form)
+    assert asked.status_code == 200 and b'name="select_across" value="1"' in asked.content
+    staff_client.post(url, {**form, "apply": "1", "reason": "bulk mistake"})
+
+    assert Refund.objects.count() == 101
+    assert profile_balances(viewer)["coins"] == 10_000

@@ -178,3 +178,19 @@ def test_the_senders_stored_send_says_refunded(viewer, room, rose):
     gift_refund(event=gift)
 
     assert send_detail(gift.receipt)["refunded"] is True
+
+
+def test_gifts_from_before_events_named_their_live_session_are_backfilled_and_refund_from_it(viewer, room, rose):
+    import importlib
+
+    from django.apps import apps
+
+    backfill = importlib.import_module("gifts.migrations.0004_event_kind_reverses_live_session").live_sessions_backfill
+    gift = send(viewer, room, "m1", num=3)
+    GiftEvent.objects.filter(pk=gift.pk).update(live_session=None)  # as rows written before the column
+
+    backfill(apps, None)
+
+    assert GiftEvent.objects.get(pk=gift.pk).live_session_id == room.current_session_id
+    gift_refund(event=GiftEvent.objects.get(pk=gift.pk))
+    assert board(room, "live") == []

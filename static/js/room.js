@@ -575,7 +575,10 @@
     return (state.tiers && state.tiers[giftId]) || [];
   }
 
+  let coinsVersion = 0; // bumped by every balance shown, so an older answer never overwrites a newer one
+
   function coinsRender(value) {
+    coinsVersion += 1;
     coins = value;
     if (coinsNode) {
       coinsNode.textContent = fmt(value);
@@ -586,8 +589,12 @@
   /* A gift of ours was refunded: show the balance the server has now. */
   async function coinsRefresh() {
     try {
+      const asked = coinsVersion;
       const response = await fetch(state.urls.me, { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (response.ok) coinsRender(Number((await response.json()).coins));
+      if (!response.ok) return;
+      const balance = Number((await response.json()).coins);
+      // A send answered meanwhile showed a balance at least as new as this one.
+      if (coinsVersion === asked) coinsRender(balance);
     } catch (error) {
       // Offline for a moment: the next send answers with the balance anyway.
     }
