@@ -5,6 +5,7 @@ the outcome is in `Code`. A request-level refusal (Code != 0) records nothing, s
 MsgId in it may be sent again as is, in a newly signed request.
 """
 
+import hashlib
 import logging
 import re
 import secrets
@@ -274,7 +275,9 @@ def room_call_admit(room_id: str, *, now: float | None = None) -> None:
     A counter per room and wall-clock second in the shared cache (Redis when REDIS_URL is set).
     """
     second = int(time.time() if now is None else now)
-    count = window_count(f"server-api:rate:{room_id}:{second}", timeout=5)
+    # A RoomId may hold any character (spaces, non-ASCII) that a cache key should not: its digest keys it.
+    room_key = hashlib.blake2b(room_id.encode(), digest_size=16).hexdigest()
+    count = window_count(f"server-api:rate:{room_key}:{second}", timeout=5)
     if count > settings.SERVER_API_ROOM_RATE:
         raise RateLimited(f"rate limited: more than {settings.SERVER_API_ROOM_RATE} calls per second for this room")
 

@@ -400,9 +400,27 @@ def test_more_than_the_room_rate_per_second_is_7200005(client, app, arena, setti
     # another room has its own budget
     RoomFactory(room_id="quiet")
     assert call(client, batch("quiet", [item("q1")], mini_game_id=None))["Code"] == 0
+
     # the next second the room takes calls again, and the refused MsgId goes through
     monkeypatch.setattr("gifts.server_api.time.time", lambda: frozen + 1)
     assert results(call(client, batch("arena", [item("m3")]))) == [(0, "m3")]
+
+
+def test_a_room_id_no_cache_would_take_as_a_key_is_counted_without_warnings(client, app, settings, monkeypatch):
+    import warnings
+
+    from django.core.cache import CacheKeyWarning
+
+    settings.SERVER_API_ROOM_RATE = 1
+    monkeypatch.setattr("gifts.server_api.time.time", lambda: 1_700_000_000.0)
+    RoomFactory(room_id="late night ☾ talk")
+    body = batch("late night ☾ talk", [item("n1", gift_id="g1", value=1)], mini_game_id=None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        codes = [call(client, body)["Code"], call(client, body)["Code"]]
+
+    assert codes[1] == 7200005
 
 
 # --- malformed requests -------------------------------------------------------------------------
