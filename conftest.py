@@ -33,6 +33,20 @@ def client_for():
 
 
 @pytest.fixture
+def superuser(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+
+
+@pytest.fixture
+def staff_client(client, superuser):
+    """A Django test client signed in to the admin as a superuser."""
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
 def viewer(db):
     return ProfileFactory(user_id="alice", coins=10_000)
 

@@ -38,30 +38,40 @@ from gifts.services import (
     room_go_off_air,
 )
 from refunds.services import GiftToRefundNotFound, gift_refund  # the refunds app's one door for staff
-from wallets.admin import ReadOnlyAdmin, truncated
+from wallets.admin import ReadOnlyAdmin, action_form_page, truncated
 
 
 class RefundForm(forms.Form):
     reason = forms.CharField(max_length=200, help_text="why: kept with the refund and written in the ledger")
 
 
+class RefundPermission:
+    """For admin lists with a "refund" action: staff who may add refunds may use it."""
+
+    def has_refund_permission(self, request):
+        return request.user.has_perm("refunds.add_refund")
+
+
 def refund_with_reason(model_admin, request, events: list[GiftEvent], action: str):
     """The "refund" action: ask staff why, then refund each gift once and say what happened."""
     form = RefundForm(request.POST if "apply" in request.POST else None)
     if not form.is_valid():
-        return TemplateResponse(
+        return action_form_page(
+            model_admin,
             request,
-            "admin/gifts/refund_confirm.html",
-            {
-                **model_admin.admin_site.each_context(request),
-                "title": "Refund gifts",
-                "form": form,
-                "events": events,
-                "action": action,
-                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-                "select_across": request.POST.get("select_across", "0"),
-                "opts": model_admin.model._meta,
-            },
+            action=action,
+            form=form,
+            title="Refund gifts",
+            button="Refund",
+            objects=[
+                f"{event.room.room_id} #{event.seq}: {event.sender.user_id} sent {event.gift.gift_id} "
+                f"×{event.count} ({event.coins} coins), MsgId {event.msg_id}"
+                for event in events
+            ],
+            intro="Each gift's full cost goes back to its sender, once: the host's earnings give back their "
+            "share (what they no longer hold is covered by platform:revenue) and platform:revenue the rest. "
+            "The leaderboards and the gift wall go down, the room is told, and a game delivery still owed "
+            "is cancelled.",
         )
     for event in events:
         try:
@@ -215,7 +225,7 @@ class LargeGiftFilter(admin.SimpleListFilter):
 
 
 @admin.register(GiftEvent)
-class GiftEventAdmin(ReadOnlyAdmin):
+class GiftEventAdmin(RefundPermission, ReadOnlyAdmin):
     list_display = ["room", "seq", "kind", "sender", "receiver", "gift", "value", "num", "coins", "combo", "created_at"]
     list_filter = ["kind", LargeGiftFilter, "gift", "created_at"]
     search_fields = ["room__room_id", "msg_id", "sender__user_id"]
@@ -241,9 +251,6 @@ class GiftEventAdmin(ReadOnlyAdmin):
         ("combo", lambda event: event.combo),
         ("transfer", lambda event: event.transfer.reference),
     ]
-
-    def has_refund_permission(self, request):
-        return request.user.has_perm("refunds.add_refund")
 
     @admin.action(description="Refund the selected gifts to their senders", permissions=["refund"])
     def refund(self, request, queryset):
@@ -362,7 +369,7 @@ class ResolvedFilter(admin.SimpleListFilter):
 
 
 @admin.register(FailedDelivery)
-class FailedDeliveryAdmin(ReadOnlyAdmin):
+class FailedDeliveryAdmin(RefundPermission, ReadOnlyAdmin):
     """The failed-delivery queue: read-only rows, acted on only through "mark resolved" and "re-send"."""
 
     list_display = [
@@ -500,9 +507,6 @@ class FailedDeliveryAdmin(ReadOnlyAdmin):
             f"MsgId {failed.msg_id}: queued for the game again as {delivery.vendor_msg_id}; marked resolved.",
             messages.SUCCESS,
         )
-
-    def has_refund_permission(self, request):
-        return request.user.has_perm("refunds.add_refund")
 
     @admin.action(description="Refund the paid gift to its sender (vendor failures)", permissions=["refund"])
     def refund(self, request, queryset):

@@ -33,6 +33,11 @@ def gift_payload(gift: Gift) -> dict[str, Any]:
     }
 
 
+def person_payload(profile: Profile) -> dict[str, Any]:
+    """A person as other viewers see them: next to a gift, in a room's hosts."""
+    return {"user_id": profile.user_id, "nickname": profile.display_name, "avatar": profile.avatar}
+
+
 def event_payload(event: GiftEvent) -> dict[str, Any]:
     """A room event as every client sees it: REST answers, resync and the websocket alike.
 
@@ -46,11 +51,7 @@ def event_payload(event: GiftEvent) -> dict[str, Any]:
         "kind": event.kind,
         "reverses_seq": event.reverses.seq if event.reverses_id else None,
         "msg_id": event.msg_id,
-        "sender": {
-            "user_id": event.sender.user_id,
-            "nickname": event.sender.display_name,
-            "avatar": event.sender.avatar,
-        },
+        "sender": person_payload(event.sender),
         "receiver_id": event.receiver.user_id,
         "gift": gift,
         "value": event.value,
@@ -82,10 +83,6 @@ def room_game_session(room: Room) -> GameSession | None:
     # At most one session per room is not ended (a constraint), so no ordering is needed.
     sessions = GameSession.objects.select_related("mini_game").filter(room=room).exclude(state=GameSession.State.ENDED)
     return next(iter(sessions[:1]), None)
-
-
-def person_payload(profile: Profile) -> dict[str, Any]:
-    return {"user_id": profile.user_id, "nickname": profile.display_name, "avatar": profile.avatar}
 
 
 def room_cohosts(room: Room) -> list[Profile]:

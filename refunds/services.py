@@ -177,21 +177,14 @@ def server_gift_refund(*, app: ServerApp, user_id: str, msg_id: str, reason: str
     return gift_refund(event=event, reason=reason, source=Refund.Source.SERVER, app=app)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Leg:
-    account_id: int
-    amount: int
-    account: Account
-
-
-def _gift_legs(gift: GiftEvent) -> tuple[_Leg, _Leg | None]:
+def _gift_legs(gift: GiftEvent) -> tuple[Entry, Entry | None]:
     """The sender's coins leg and the receiver's earnings leg (None when the share was 0) of the gift's transfer."""
     coins_leg = earnings_leg = None
     for entry in Entry.objects.filter(transfer_id=gift.transfer_id).select_related("account"):
         if entry.account.profile_id == gift.sender_id and entry.account.kind == Account.Kind.COINS:
-            coins_leg = _Leg(entry.account_id, entry.amount, entry.account)
+            coins_leg = entry
         elif entry.account.profile_id == gift.receiver_id and entry.account.kind == Account.Kind.EARNINGS:
-            earnings_leg = _Leg(entry.account_id, entry.amount, entry.account)
+            earnings_leg = entry
     assert coins_leg is not None, f"gift event {gift.pk} has no sender leg"  # ledger_check's invariant
     return coins_leg, earnings_leg
 

@@ -73,6 +73,30 @@ class GrantCoinsForm(forms.Form):
     memo = forms.CharField(max_length=200, help_text="why: shown in the ledger and the viewer's statement")
 
 
+def action_form_page(model_admin, request, *, action: str, form, title: str, button: str, objects, intro: str = ""):
+    """The page between choosing an action and running it: what it acts on, and the fields it asks for.
+
+    It posts the selection back as it came, "select all N" included, so the action runs on
+    the very rows staff chose.
+    """
+    return TemplateResponse(
+        request,
+        "admin/action_form.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": title,
+            "intro": intro,
+            "form": form,
+            "objects": objects,
+            "action": action,
+            "button": button,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "opts": model_admin.model._meta,
+        },
+    )
+
+
 @admin.register(Profile)
 class WalletAdmin(admin.ModelAdmin):
     """A person's wallet: both balances, their statement, and the grant action."""
@@ -159,18 +183,19 @@ class WalletAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
             return None
-        return TemplateResponse(
+        return action_form_page(
+            self,
             request,
-            "admin/wallets/grant_coins.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Grant coins",
-                "form": form,
-                "profiles": queryset,
-                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-                "select_across": request.POST.get("select_across", "0"),
-                "opts": self.model._meta,
-            },
+            action="grant_coins",
+            form=form,
+            title="Grant coins",
+            button="Grant coins",
+            objects=[
+                f"{profile.user_id} ({profile.nickname})" if profile.nickname else profile.user_id
+                for profile in queryset
+            ],
+            intro="Each selected viewer receives the amount as a ledger transfer from platform:issued, "
+            "recorded under your name.",
         )
 
     @admin.action(description="Export host statements (CSV: per host and day)")
@@ -205,26 +230,9 @@ class WalletAdmin(admin.ModelAdmin):
                 done = f"Paid out {amount} coins to {host} ({reference})." if created else "Already paid out."
                 self.message_user(request, done, messages.SUCCESS if created else messages.WARNING)
             return None
-        return _action_form(self, request, "pay_out", form, f"Pay out {host}", "Pay out", [host])
-
-
-def _action_form(model_admin, request, action: str, form, title: str, button: str, objects):
-    """The intermediate page of an action that asks for a few fields before it runs."""
-    return TemplateResponse(
-        request,
-        "admin/wallets/action_form.html",
-        {
-            **model_admin.admin_site.each_context(request),
-            "title": title,
-            "form": form,
-            "objects": objects,
-            "action": action,
-            "button": button,
-            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across", "0"),
-            "opts": model_admin.model._meta,
-        },
-    )
+        return action_form_page(
+            self, request, action="pay_out", form=form, title=f"Pay out {host}", button="Pay out", objects=[host]
+        )
 
 
 class EntryInline(ReadOnlyInline):
@@ -266,7 +274,15 @@ class TransferAdmin(ReadOnlyAdmin):
             return None
         form = ReasonForm(request.POST if "apply" in request.POST else None)
         if not form.is_valid():
-            return _action_form(self, request, "reverse_top_up", form, "Reverse top-ups", "Reverse", top_ups)
+            return action_form_page(
+                self,
+                request,
+                action="reverse_top_up",
+                form=form,
+                title="Reverse top-ups",
+                button="Reverse",
+                objects=top_ups,
+            )
         for top_up in top_ups:
             reversal = topup_reverse(
                 reference=top_up.reference.removeprefix("topup:"),

@@ -2,7 +2,6 @@
 
 import pytest
 from django.contrib.admin.sites import site
-from django.contrib.auth import get_user_model
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -13,17 +12,6 @@ from wallets.models import Account, Entry, Transfer
 from wallets.selectors import ledger_totals, profile_balances
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def superuser(db):
-    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def staff_client(client, superuser):
-    client.force_login(superuser)
-    return client
 
 
 @pytest.fixture

@@ -30,17 +30,6 @@ def _clear_cache():
 
 
 @pytest.fixture
-def boss(db):
-    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def staff_client(client, boss):
-    client.force_login(boss)
-    return client
-
-
-@pytest.fixture
 def app(db):
     return ServerApp.objects.create(app_id=APP_ID, name="business", secret=SECRET)
 
@@ -122,7 +111,7 @@ def test_the_detail_page_shows_the_raw_item_and_the_actions(staff_client, poor_f
     assert 'name="_save"' not in page
 
 
-def test_mark_resolved_records_who_and_when_once(staff_client, boss, poor_fan_failure):
+def test_mark_resolved_records_who_and_when_once(staff_client, superuser, poor_fan_failure):
     response = staff_client.post(
         reverse(CHANGELIST),
         {"action": "mark_resolved", "_selected_action": [poor_fan_failure.pk]},
@@ -130,19 +119,19 @@ def test_mark_resolved_records_who_and_when_once(staff_client, boss, poor_fan_fa
     )
     assert "1 failed deliveries marked resolved." in messages_of(response)
     poor_fan_failure.refresh_from_db()
-    assert poor_fan_failure.resolved_by == boss and poor_fan_failure.resolved_at is not None
+    assert poor_fan_failure.resolved_by == superuser and poor_fan_failure.resolved_at is not None
     first_mark = poor_fan_failure.resolved_at
 
     other = get_user_model().objects.create_superuser("other", "o@example.com", "pw")
     staff_client.force_login(other)
     staff_client.post(reverse(CHANGELIST), {"action": "mark_resolved", "_selected_action": [poor_fan_failure.pk]})
     poor_fan_failure.refresh_from_db()
-    assert (poor_fan_failure.resolved_by, poor_fan_failure.resolved_at) == (boss, first_mark)
+    assert (poor_fan_failure.resolved_by, poor_fan_failure.resolved_at) == (superuser, first_mark)
 
 
-def test_resend_creates_a_new_gift_with_a_new_msg_id_and_marks_the_row(staff_client, boss, poor_fan_failure):
+def test_resend_creates_a_new_gift_with_a_new_msg_id_and_marks_the_row(staff_client, superuser, poor_fan_failure):
     fan = poor_fan_failure.sender
-    coins_grant(profile=fan, amount=100, staff_user=boss, memo="make good")
+    coins_grant(profile=fan, amount=100, staff_user=superuser, memo="make good")
 
     response = staff_client.post(
         reverse(CHANGELIST), {"action": "resend", "_selected_action": [poor_fan_failure.pk]}, follow=True
@@ -155,7 +144,7 @@ def test_resend_creates_a_new_gift_with_a_new_msg_id_and_marks_the_row(staff_cli
     assert (event.sender, event.gift.gift_id, event.num, event.coins) == (fan, "rose", 2, 20)
     assert profile_balances(fan)["coins"] == 105 - 20
     assert poor_fan_failure.resend_result == 0
-    assert poor_fan_failure.resolved_by == boss and poor_fan_failure.resolved_at is not None
+    assert poor_fan_failure.resolved_by == superuser and poor_fan_failure.resolved_at is not None
     [message] = messages_of(response)
     assert f"re-sent as {new_msg_id}, delivered" in message
 
@@ -168,7 +157,7 @@ def test_resend_creates_a_new_gift_with_a_new_msg_id_and_marks_the_row(staff_cli
     assert profile_balances(fan)["coins"] == 85
 
 
-def test_a_resend_that_fails_again_says_why_and_can_be_retried(staff_client, boss, poor_fan_failure):
+def test_a_resend_that_fails_again_says_why_and_can_be_retried(staff_client, superuser, poor_fan_failure):
     url = reverse("admin:gifts_faileddelivery_resend", args=[poor_fan_failure.pk])
     response = staff_client.post(url, follow=True)
 
@@ -178,7 +167,7 @@ def test_a_resend_that_fails_again_says_why_and_can_be_retried(staff_client, bos
     assert re.search(r"failed with 10007: insufficient balance", messages_of(response)[0])
     assert FailedDelivery.objects.get(msg_id=first_try).source == "staff"
 
-    coins_grant(profile=poor_fan_failure.sender, amount=100, staff_user=boss)
+    coins_grant(profile=poor_fan_failure.sender, amount=100, staff_user=superuser)
     staff_client.post(url, follow=True)
     poor_fan_failure.refresh_from_db()
     assert poor_fan_failure.resend_result == 0 and poor_fan_failure.resent_msg_id != first_try

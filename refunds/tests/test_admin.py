@@ -16,17 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def superuser(db):
-    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def staff_client(client, superuser):
-    client.force_login(superuser)
-    return client
-
-
-@pytest.fixture
 def gifts(viewer, room, rose):
     return [gift_send(gift_request(viewer, room, f"m{n}", num=n)).event for n in (1, 2)]
 

@@ -1,7 +1,6 @@
 """Staff see every game delivery and the relay's health, and put a refused gift back on its way."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from gifts.models import FailedDelivery
@@ -9,12 +8,6 @@ from relay.models import GameDelivery, GameReport, RelayHealth
 from relay.services import Relay
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw"))
-    return client
 
 
 @pytest.fixture

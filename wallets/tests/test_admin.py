@@ -1,19 +1,12 @@
 """The wallet page: a person's balances and their ledger, readable by staff, editable by nobody."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from wallets.services import coins_grant
 from wallets.tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw"))
-    return client
 
 
 def test_wallet_page_shows_the_persons_ledger_newest_first(staff_client):

@@ -3,7 +3,6 @@
 import logging
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from gifts.services import gift_send
@@ -16,22 +15,11 @@ from wallets.tests.factories import ProfileFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def boss(db):
-    return get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def staff_client(client, boss):
-    client.force_login(boss)
-    return client
-
-
 def messages_of(client, url) -> str:
     return client.get(url).content.decode()
 
 
-def test_staff_pay_a_host_out_once_per_reference(staff_client, boss, viewer, room, rose):
+def test_staff_pay_a_host_out_once_per_reference(staff_client, superuser, viewer, room, rose):
     assert gift_send(gift_request(viewer, room, "m1", num=100)).ok  # 500 coins of earnings
     url = reverse("admin:wallets_profile_changelist")
     form = {"action": "pay_out", "_selected_action": [room.host.pk]}
@@ -43,12 +31,12 @@ def test_staff_pay_a_host_out_once_per_reference(staff_client, boss, viewer, roo
 
     assert profile_balances(room.host)["earnings"] == 100
     payout = Transfer.objects.get(kind=Transfer.Kind.PAYOUT)
-    assert payout.created_by == boss and payout.reference == "payout:staff:bank-9"
+    assert payout.created_by == superuser and payout.reference == "payout:staff:bank-9"
     page = messages_of(staff_client, url)
     assert "has 100 coins of earnings" in page
 
 
-def test_staff_reverse_a_top_up_and_the_wallet_shows_what_is_owed(staff_client, boss, room, rose):
+def test_staff_reverse_a_top_up_and_the_wallet_shows_what_is_owed(staff_client, superuser, room, rose):
     fan = ProfileFactory(user_id="fan")
     topup_create(profile=fan, amount=100, reference="card-1")
     assert gift_send(gift_request(fan, room, "m1", num=6)).ok  # 60 spent
@@ -61,7 +49,7 @@ def test_staff_reverse_a_top_up_and_the_wallet_shows_what_is_owed(staff_client, 
 
     assert profile_balances(fan)["coins"] == 0 and profile_owed(fan) == 60
     chargeback = Transfer.objects.get(kind=Transfer.Kind.CHARGEBACK)
-    assert chargeback.created_by == boss and "card chargeback" in chargeback.memo
+    assert chargeback.created_by == superuser and "card chargeback" in chargeback.memo
     wallets = messages_of(staff_client, reverse("admin:wallets_profile_changelist") + "?q=fan")
     assert "40 coins taken from fan; 60 owed" in wallets
 

@@ -4,7 +4,6 @@ import csv
 import io
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,12 +16,6 @@ from wallets.services import payout_create
 from wallets.tests.factories import ProfileFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    client.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "pw"))
-    return client
 
 
 @pytest.fixture
