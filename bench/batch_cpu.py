@@ -1,9 +1,10 @@
-"""CPU of the batched write path alone, in one process: `python bench/batch_cpu.py [BATCHES] [SIZE]`.
+"""CPU of the batched write path alone, in one process: `python bench/batch_cpu.py [BATCHES] [SIZE] [--goal]`.
 
 Creates a fresh benchmark database (gs_bench_batch_cpu), then writes BATCHES batches
 (default 200) of SIZE gifts (default 50, a SendDanmakuGifts GiftList), one per sender, to
 one room through `gifts.services.gifts_send`: no HTTP, no server, no other load. Prints the
-CPU and wall time per gift. Run it on two trees one right after the other to compare the
+CPU and wall time per gift. With `--goal` the room has a goal (engagement.models.Goal) that
+every gift counts towards. Run it on two trees one right after the other to compare the
 write path's own cost; HTTP-level throughput is bench/throughput.py's job.
 """
 
@@ -20,7 +21,7 @@ DATABASE = "gs_bench_batch_cpu"
 WARM_UP_BATCHES = 20
 
 
-def main(batches: int, size: int) -> None:
+def main(batches: int, size: int, goal: bool) -> None:
     database_recreate(DATABASE)
     os.environ.update(
         DATABASE_URL=pg_url(DATABASE), LOG_LEVEL="WARNING", DJANGO_SETTINGS_MODULE="gifting_site.settings"
@@ -39,6 +40,10 @@ def main(batches: int, size: int) -> None:
     call_command("migrate", verbosity=0)
     GiftFactory(gift_id="rose", price=1)
     room = RoomFactory(room_id="batch-cpu")
+    if goal:
+        from engagement.services import room_goal_set
+
+        room_goal_set(room=room, by=room.host, title="bench", target=10**12)
     senders = [ProfileFactory(user_id=f"batch{index}", coins=10**9) for index in range(size)]
     sent = iter(range(10**9))
 
@@ -54,7 +59,8 @@ def main(batches: int, size: int) -> None:
     gifts = batches * size
     cpu_ms, wall_ms = (time.process_time() - cpu) * 1000 / gifts, (time.perf_counter() - wall) * 1000 / gifts
     print(f"machine: {machine()}")
-    print(f"{batches} batches of {size} gifts: CPU {cpu_ms:.3f} ms per gift, wall {wall_ms:.3f} ms per gift")
+    to = " to a room with a goal" if goal else ""
+    print(f"{batches} batches of {size} gifts{to}: CPU {cpu_ms:.3f} ms per gift, wall {wall_ms:.3f} ms per gift")
     from django.db import connections
 
     connections.close_all()
@@ -62,4 +68,9 @@ def main(batches: int, size: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, int(sys.argv[2]) if len(sys.argv) > 2 else 50)
+    arguments = [argument for argument in sys.argv[1:] if argument != "--goal"]
+    main(
+        int(arguments[0]) if arguments else 200,
+        int(arguments[1]) if len(arguments) > 1 else 50,
+        goal="--goal" in sys.argv[1:],
+    )

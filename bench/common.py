@@ -58,11 +58,12 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def seed(env: dict[str, str], *, rooms: int, senders: int, coins: int, out: Path) -> dict:
+def seed(env: dict[str, str], *, rooms: int, senders: int, coins: int, out: Path, goal: bool = False) -> dict:
     """Migrate and seed through bench/seed.py; returns {rooms: [...], senders: [{user_id, token}], ...}."""
     manage(env, "migrate", "--no-input")
     subprocess.run(
-        [PYTHON, str(ROOT / "bench" / "seed.py"), str(rooms), str(senders), str(coins), str(out)],
+        [PYTHON, str(ROOT / "bench" / "seed.py"), str(rooms), str(senders), str(coins), str(out)]
+        + (["--goal"] if goal else []),
         cwd=ROOT,
         env=env,
         check=True,

@@ -466,7 +466,7 @@ def giftstream_phase(
     )
     total = int(arguments.rate * arguments.seconds)
     coins = total // arguments.senders + 100
-    seeded = seed(env, rooms=1, senders=arguments.senders, coins=coins, out=work / "seed.json")
+    seeded = seed(env, rooms=1, senders=arguments.senders, coins=coins, out=work / "seed.json", goal=arguments.goal)
     server = Server(arguments.server, arguments.port or free_port(), env, log=work / "server.log")
     cleanup.append(server.stop)
     server.start(timeout=60)
@@ -689,6 +689,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="sender's keep-alive HTTP connections")
     parser.add_argument("--pool", type=int, default=8, help="DATABASE_POOL_SIZE per server process")
     parser.add_argument("--drain", type=float, default=10.0, help="seconds viewers may take to reach the last seq")
+    parser.add_argument("--goal", action="store_true", help="the room has a goal: a `goal` message per window")
     parser.add_argument("--only", choices=["both", "giftstream", "reference"], default="both")
     parser.add_argument("--database", default="giftstream_bench_fanout")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))

@@ -1,9 +1,9 @@
-"""Seed a benchmark database: `python bench/seed.py ROOMS SENDERS COINS OUT.json`.
+"""Seed a benchmark database: `python bench/seed.py ROOMS SENDERS COINS OUT.json [--goal]`.
 
 Rooms `bench-room-<n>` hosted by `bench-host-<n>`, live; senders `bench-viewer-<n>` with COINS
 coins each (a real top-up transfer) and an API token; gift `rose` (price 1); a server-API app
-`bench-app`. Writes the room ids, the senders' tokens and the app's secret to OUT.json for the
-load clients.
+`bench-app`; with `--goal`, every room has a coins goal its gifts count towards. Writes the
+room ids, the senders' tokens and the app's secret to OUT.json for the load clients.
 """
 
 import json
@@ -17,19 +17,22 @@ django.setup()
 
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from engagement.services import room_goal_set  # noqa: E402
 from gifts.models import Gift, Room, ServerApp  # noqa: E402
 from gifts.services import room_go_live  # noqa: E402
 from wallets.services import profile_create, topup_create  # noqa: E402
 
 
-def main(rooms: int, senders: int, coins: int, out: Path) -> None:
+def main(rooms: int, senders: int, coins: int, out: Path, goal: bool = False) -> None:
     Gift.objects.get_or_create(gift_id="rose", defaults={"name": "Rose", "price": 1, "icon": "/static/rose.svg"})
     app, _ = ServerApp.objects.get_or_create(app_id="bench-app", defaults={"secret": "bench-secret-0123456789"})
     room_ids = []
     for index in range(rooms):
         host = profile_create(user_id=f"bench-host-{index}", nickname=f"Host {index}")
         room = Room.objects.create(room_id=f"bench-room-{index}", host=host, title=f"Bench room {index}")
-        room_go_live(room=room)
+        room = room_go_live(room=room)
+        if goal:
+            room_goal_set(room=room, by=host, title="Bench goal", target=10**12)
         room_ids.append(room.room_id)
     people = []
     for index in range(senders):
@@ -50,4 +53,4 @@ def main(rooms: int, senders: int, coins: int, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), goal="--goal" in sys.argv[5:])

@@ -82,6 +82,12 @@ class NotRoomHost(RequestError):
     code, http_status, default_message = 7200001, 403, "only the room's host may do this"
 
 
+class GiftNotConfigured(RequestError):
+    """A gift a request names is unknown or inactive (a goal's gift, for instance)."""
+
+    code, http_status, default_message = 10004, 404, "gift not configured"
+
+
 class NotEnoughEarnings(RequestError):
     """A payout of more than the host's earnings hold (SPEC section 10): nothing is paid."""
 

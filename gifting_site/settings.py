@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "rankings",
     "relay",
     "refunds",
+    "engagement",
 ]
 
 MIDDLEWARE = [

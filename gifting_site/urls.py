@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from engagement import api as engagement_api
 from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import api_not_found
 from gifting_site.health import HealthApi, ReadyApi
@@ -25,6 +26,7 @@ api_patterns = [
     path("rooms/<public_id:room_id>/", gifts_api.RoomDetailApi.as_view(), name="room-detail"),
     path("rooms/<public_id:room_id>/gifts/", gifts_api.GiftSendApi.as_view(), name="gift-send"),
     path("rooms/<public_id:room_id>/cohosts/", gifts_api.RoomCohostsApi.as_view(), name="room-cohosts"),
+    path("rooms/<public_id:room_id>/goal/", engagement_api.RoomGoalApi.as_view(), name="room-goal"),
     path("rooms/<public_id:room_id>/leaderboard/", gifts_api.LeaderboardApi.as_view(), name="leaderboard"),
     path("rooms/<public_id:room_id>/events/", gifts_api.EventListApi.as_view(), name="room-events"),
     path("rooms/<public_id:room_id>/game/join/", gifts_api.GameJoinApi.as_view(), name="game-join"),

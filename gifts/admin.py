@@ -155,7 +155,7 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ["is_live"]
     search_fields = ["room_id", "title", "host__user_id"]
     autocomplete_fields = ["host"]
-    readonly_fields = ["is_live", "current_session", "last_seq", "created_at"]
+    readonly_fields = ["is_live", "current_session", "goal", "last_seq", "created_at"]
     actions = ["go_live", "go_off_air"]
 
     @admin.action(description="Go live (starts a new live session)")

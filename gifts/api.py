@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from engagement.serializers import GoalSerializer
 from gifting_site import metrics
 from gifting_site.cache import window_count
 from gifting_site.errors import RoomUnavailable, SendNotFound, error_body, error_responses
@@ -294,6 +295,7 @@ class RoomDetailApi(APIView):
         is_live = serializers.BooleanField()
         seq = serializers.IntegerField(help_text="the seq of the room's newest gift event, 0 before the first")
         game = GameStateSerializer(allow_null=True, help_text="the room's open game session, if any")
+        goal = GoalSerializer(allow_null=True, help_text="the goal of the live session, if the host set one")
 
     @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404, 503)})
     def get(self, request, room_id: str):

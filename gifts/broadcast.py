@@ -42,9 +42,20 @@ def room_group(room_id: str) -> str:
     return "roomx." + hashlib.sha256(room_id.encode()).hexdigest()[:48]
 
 
-def gift_events_committed(room_id: str, payloads: list[dict[str, Any]]) -> None:
-    """Publish a room's committed gift events to its watchers, with others committed meanwhile."""
-    _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads))
+def gift_events_committed(room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None) -> None:
+    """Publish a room's committed gift events to its watchers, with others committed meanwhile,
+    and the room goal they moved."""
+    _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads, goal))
+
+
+def goal_changed(room_id: str, goal: dict[str, Any]) -> None:
+    """The host set or changed the room's goal: it goes out with the room's next window."""
+    _hand_to_publisher(lambda publisher: publisher.add(room_id, [], goal))
+
+
+def goal_newer(goal: dict[str, Any], than: dict[str, Any] | None) -> bool:
+    """Whether this state of a room's goal is newer than `than`: a later goal, or a later version of it."""
+    return than is None or (goal["goal_id"], goal["version"]) > (than["goal_id"], than["version"])
 
 
 def game_state_changed(room_id: str, payload: dict[str, Any] | None) -> None:
@@ -71,9 +82,12 @@ class RoomPublisher:
         self.layer = layer
         self.thread_id = threading.get_ident()
         self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.goals: dict[str, dict[str, Any]] = {}  # the newest goal state per room, waiting with its events
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, room_id: str, payloads: list[dict[str, Any]]) -> None:
+    def add(self, room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None) -> None:
+        if goal is not None and goal_newer(goal, self.goals.get(room_id)):
+            self.goals[room_id] = goal
         queued = self.pending.get(room_id)
         if queued is not None:
             queued.extend(payloads)
@@ -87,9 +101,13 @@ class RoomPublisher:
 
     def _flush(self, room_id: str) -> None:
         events = self.pending.pop(room_id, [])
-        if events:
+        goal = self.goals.pop(room_id, None)
+        if events or goal:
             events.sort(key=lambda event: event["seq"])
-            self._spawn(self._publish, room_id, {"type": "room.gifts", "room_id": room_id, "events": events})
+            message = {"type": "room.gifts", "room_id": room_id, "events": events}
+            if goal is not None:
+                message["goal"] = goal
+            self._spawn(self._publish, room_id, message)
 
     async def drain(self) -> None:
         """Publish everything pending now and wait for every publish under way."""

@@ -20,12 +20,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from engagement.selectors import room_goal
 from gifting_site import metrics
 from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import MalformedRequest
 from gifts.api import ws_ticket_key
 from gifts.models import Room
-from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, leaderboard_message, room_hub
+from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, goal_message, leaderboard_message, room_hub
 from gifts.selectors import (
     REPLAY_LIMIT,
     events_after,
@@ -256,6 +257,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # A returning viewer also needs what changed besides gifts while it was away.
             await self.send(text_data=dumps(replay["leaderboard"]))
             await self.send(text_data=dumps(replay["game"]))
+            if replay["goal"] is not None:
+                await self.send(text_data=dumps(goal_message(replay["goal"])))
 
     async def _error(self, message: str) -> None:
         await self.send(text_data=dumps({"type": "error", "code": MalformedRequest.code, "message": message}))
@@ -304,6 +307,7 @@ def room_snapshot(room_id: str) -> dict[str, Any] | None:
         "live": room.is_live,
         "game": game_state_payload(room_game_session(room)),
         "leaderboard": live_top(room),
+        "goal": room_goal(room),
         "recent": recent,
     }
 
@@ -319,4 +323,5 @@ def room_replay(room_id: str, since: int) -> dict[str, Any] | None:
         "seq": seq,
         "leaderboard": leaderboard_message(room.room_id, seq, live_top(room)),
         "game": {"type": "game", "room_id": room.room_id, "game": game_state_payload(room_game_session(room))},
+        "goal": room_goal(room),
     }

@@ -80,6 +80,11 @@ class Room(models.Model):
     # The seq of the room's newest gift event. Bumped with UPDATE ... RETURNING inside the
     # gift transaction, whose row lock makes the sequence contiguous in commit order.
     last_seq = models.BigIntegerField(default=0)
+    # The current live session's goal, if its host set one (engagement.models.Goal). It lives
+    # on the room row so that the UPDATE numbering a batch's gifts returns it: that UPDATE
+    # sees the row's newest version even after waiting for its lock, where a read of the
+    # goal table in the same statement could miss a goal set meanwhile.
+    goal = models.ForeignKey("engagement.Goal", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

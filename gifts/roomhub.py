@@ -13,6 +13,11 @@ This is where the merge window applies: the first event released in a quiet room
 timer of GIFT_MERGE_WINDOW_MS, and when it fires the room's sockets get everything released
 meanwhile as ONE `gifts` message, whichever processes committed it.
 
+A room's goal travels with the gifts that moved it (or alone when its host changes it),
+each state with a version; the hub keeps the newest it has heard and sends it after the
+window's `gifts` message when it changed, so a goal costs no read and at most one message
+per window.
+
 After releasing gifts the hub reads the room's live top 10 and sends it as a `leaderboard`
 message if it changed, at most once a second per room (the last change always goes out). In
 a busy room the board changes nearly every window; sending it that often would double what
@@ -31,6 +36,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from engagement.selectors import room_goal
 from gifting_site import metrics
 from gifts import broadcast
 from gifts.models import Room
@@ -81,6 +87,10 @@ def leaderboard_message(room_id: str, seq: int, entries: list[dict[str, Any]]) -
     }
 
 
+def goal_message(goal: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "goal", **goal}
+
+
 def _seconds_since(at: str) -> float:
     """Seconds from an event's `at` (ISO 8601, Z) to now."""
     committed = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
@@ -118,6 +128,8 @@ class RoomFeed:
     board: list[dict[str, Any]] | None = None  # the top 10 last sent
     board_next: float = 0.0  # loop time before which the next board read waits
     board_scheduled: bool = False
+    goal: dict[str, Any] | None = None  # the newest state of the room's goal this process has heard of
+    goal_sent: dict[str, Any] | None = None
 
 
 class RoomHub:
@@ -215,6 +227,8 @@ class RoomHub:
                 if feed.released is None or event["seq"] > feed.released:
                     feed.pending[event["seq"]] = event
             self._release(feed)
+            if "goal" in message:
+                self._goal_offer(feed, message["goal"])
         elif kind == "room.game":
             self._send_all(feed, {"type": "game", "room_id": feed.room_id, "game": message["game"]})
         elif kind == "room.delivery":
@@ -244,16 +258,27 @@ class RoomHub:
             feed.gap_timer = None
 
     def _flush(self, feed: RoomFeed) -> None:
-        """The merge window closed: one `gifts` message with everything released in it."""
+        """The merge window closed: one `gifts` message with everything released in it, then
+        the goal if it changed."""
         feed.flush_timer = None
-        if not feed.outgoing:
+        if feed.outgoing:
+            batch = Batch.of(feed.room_id, feed.outgoing)
+            feed.outgoing = []
+            metrics.MERGE_LAG_SECONDS.observe(_seconds_since(batch.events[0]["at"]))
+            for socket in list(feed.sockets):
+                socket.offer_batch(batch)
+            self._board_soon(feed)
+        if feed.goal is not feed.goal_sent and feed.goal is not None:
+            feed.goal_sent = feed.goal
+            self._send_all(feed, goal_message(feed.goal))
+
+    def _goal_offer(self, feed: RoomFeed, goal: dict[str, Any]) -> None:
+        """A state of the room's goal: kept if newer than what this process knows, sent with the window."""
+        if not broadcast.goal_newer(goal, feed.goal):
             return
-        batch = Batch.of(feed.room_id, feed.outgoing)
-        feed.outgoing = []
-        metrics.MERGE_LAG_SECONDS.observe(_seconds_since(batch.events[0]["at"]))
-        for socket in list(feed.sockets):
-            socket.offer_batch(batch)
-        self._board_soon(feed)
+        feed.goal = goal
+        if feed.flush_timer is None:
+            feed.flush_timer = self.loop.call_later(self.window, self._flush, feed)
 
     def _board_soon(self, feed: RoomFeed) -> None:
         if feed.board_scheduled:
@@ -312,6 +337,9 @@ class RoomHub:
                     if event["seq"] > feed.released:
                         feed.pending[event["seq"]] = event
                 self._release(feed)
+                # The lost message may have carried the room's goal too.
+                if (goal := await database_sync_to_async(_room_goal)(feed.room_id)) is not None:
+                    self._goal_offer(feed, goal)
                 if len(events) < REPLAY_LIMIT and not feed.pending:
                     break
         except Exception:
@@ -348,6 +376,11 @@ class RoomHub:
 def _live_top(room_id: str) -> list[dict[str, Any]] | None:
     room = Room.objects.filter(room_id=room_id).first()
     return None if room is None else live_top(room)
+
+
+def _room_goal(room_id: str) -> dict[str, Any] | None:
+    room = Room.objects.filter(room_id=room_id).first()
+    return None if room is None else room_goal(room)
 
 
 _hub: RoomHub | None = None

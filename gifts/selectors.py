@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from engagement.selectors import room_goal
 from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room, RoomCohost
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
@@ -98,6 +99,7 @@ def room_detail(room: Room) -> dict[str, Any]:
         "is_live": room.is_live,
         "seq": room.last_seq,
         "game": game_state_payload(room_game_session(room)),
+        "goal": room_goal(room),
     }
 
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import datetime
+import functools
 import logging
 import time
 import uuid
@@ -15,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from engagement.selectors import goal_payload
 from gifting_site import metrics
 from gifting_site.errors import GameNotFound, GameNotStarted, MalformedRequest, NotRoomHost, RoomUnavailable
 from gifting_site.logs import fields
@@ -268,8 +270,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
 
     now = timezone.now()
     paid = [decision for decision in decisions if isinstance(decision, _Paid)]
-    if paid:
-        _paid_write(paid, now)
+    goals = _paid_write(paid, now) if paid else []
     refused = [
         (request, decision)
         for request, decision in zip(requests, decisions, strict=True)
@@ -291,7 +292,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
             [_failed_delivery(request, refusal.result, refusal.message) for request, refusal in refused]
         )
     if paid:
-        _broadcast_on_commit(paid)
+        _broadcast_on_commit(paid, goals)
     return [_outcome(index, requests, decisions) for index in range(len(requests))]
 
 
@@ -458,8 +459,9 @@ def _host_share(cost: int) -> int:
     return cost * settings.HOST_SHARE_PERCENT // 100
 
 
-def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
-    """Pay for, number and count every accepted gift of the batch, with one statement of each kind.
+def _paid_write(paid: list[_Paid], now: datetime.datetime) -> list[dict[str, Any]]:
+    """Pay for, number and count every accepted gift of the batch, with one statement of each kind;
+    the room goals it moved, as viewers are told of them.
 
     The ledger is written first, while only the accounts are locked: a room's row is taken
     last and held for as short a time as the batch allows, since every gift to the room
@@ -473,7 +475,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
     )
     rankings: Counter[tuple[int, str, str, int]] = Counter()
     gift_walls: Counter[tuple[int, int]] = Counter()
-    next_seq = {room_id: first_seq for room_id, (first_seq, _) in rooms.items()}
+    next_seq = {room_id: advance.first_seq for room_id, advance in rooms.items()}
     for gift in paid:
         request = gift.request
         room, sender, receiver = request.room, request.sender, gift.receiver
@@ -489,7 +491,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             receiver=receiver,
             gift=gift.gift,
             game_session=request.game_session,
-            live_session_id=rooms[room.pk][1],
+            live_session_id=rooms[room.pk].live_session_id,
             value=request.value,
             num=request.num,
             count=count,
@@ -500,17 +502,26 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> None:
             created_at=now,
         )
         next_seq[room.pk] += 1
-        for period, key in period_keys(live_session_id=rooms[room.pk][1], at=now).items():
+        for period, key in period_keys(live_session_id=rooms[room.pk].live_session_id, at=now).items():
             rankings[(room.pk, str(period), key, sender.pk)] += gift.cost
         gift_walls[(receiver.pk, gift.gift.pk)] += count
 
     writer.events_insert([gift.event for gift in paid])
     writer.rankings_add(dict(rankings), at=now)
     writer.gift_wall_add(dict(gift_walls))
+    goal_rows = [
+        (goal_id, gift.gift.pk, gift.cost, gift.event.count)
+        for gift in paid
+        if (goal_id := rooms[gift.request.room.pk].goal_id) is not None
+    ]
+    goals = writer.goals_add(goal_rows, at=now) if goal_rows else []
     # Gifts to a relayed game are owed to the game from this commit on (relay.outbox).
     relayed = [gift.event for gift in paid if gift.request.game_session and gift.request.game_session.mini_game.relay]
     if relayed:
         writer.deliveries_insert([outbox.delivery_row(event) for event in relayed], at=now)
+    public_ids = {gift.request.room.pk: gift.request.room.room_id for gift in paid}
+    gifts_by_pk = {gift.gift.pk: gift.gift for gift in paid}
+    return [goal_payload(goal, room_id=public_ids[goal.room_id], gift=gifts_by_pk.get(goal.gift_id)) for goal in goals]
 
 
 def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:
@@ -561,16 +572,18 @@ def _receipt_row(
     )
 
 
-def _broadcast_on_commit(paid: list[_Paid]) -> None:
+def _broadcast_on_commit(paid: list[_Paid], goals: list[dict[str, Any]]) -> None:
     payloads: dict[str, list[dict[str, Any]]] = {}
     for gift in paid:
         payloads.setdefault(gift.request.room.room_id, []).append(event_payload(gift.event))
+    goal_of = {goal["room_id"]: goal for goal in goals}
     for room_id, events in payloads.items():
         # robust: the gifts are committed by the time this runs, and the database is the source
         # of truth. A broadcast that fails (Redis down) is logged by Django and must never turn
         # paid gifts into an error; viewers catch up with `since` once broadcasting works again.
         transaction.on_commit(
-            lambda room_id=room_id, events=events: broadcast.gift_events_committed(room_id, events), robust=True
+            functools.partial(broadcast.gift_events_committed, room_id, events, goal=goal_of.get(room_id)),
+            robust=True,
         )
 
 
@@ -657,8 +670,8 @@ def room_go_live(*, room: Room) -> Room:
     if room.is_live:
         return room
     session = LiveSession.objects.create(room=room)
-    Room.objects.filter(pk=room.pk).update(is_live=True, current_session=session)
-    room.is_live, room.current_session = True, session
+    Room.objects.filter(pk=room.pk).update(is_live=True, current_session=session, goal=None)
+    room.is_live, room.current_session, room.goal = True, session, None
     return room
 
 

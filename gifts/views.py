@@ -89,6 +89,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         "seq": room.last_seq,
         "live": room.is_live,
         "game": detail["game"],
+        "goal": detail["goal"],
         "leaderboard": leaderboard,
         "recent": recent,
         "gifts": gifts,

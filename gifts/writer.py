@@ -15,7 +15,8 @@ other but never deadlock:
 1. MsgId advisory locks (PostgreSQL), taken with `pg_try_`: they never wait;
 2. user accounts, in primary-key order (`accounts_lock`);
 3. room rows, in primary-key order (`rooms_advance`);
-4. upserted rows (leaderboards, gift walls), written in key order.
+4. upserted rows (leaderboards, gift walls), written in key order;
+5. the rooms' goals.
 
 All are held until commit. Holding the room row until commit is what makes a room's seqs
 contiguous in commit order: the next batch for the room cannot number its events before
@@ -39,8 +40,8 @@ Before the batch, each request reads its room, host and open game in one join
 - `transfers_insert`, `entries_insert`: every ledger row of the batch, two INSERTs.
 - `balances_add`: one UPDATE with a CASE that applies each locked account's net change.
 - `rooms_advance`: one UPDATE ... RETURNING that adds each room's number of new events to
-  `last_seq` and returns the new value and the live session (rooms locked in pk order
-  first when there are several). It comes after the ledger, so a busy room's row is held
+  `last_seq` and returns the new value, the live session and its goal (rooms locked in pk
+  order first when there are several). It comes after the ledger, so a busy room's row is held
   for the shortest time.
 - `combos_latest`: each (room, sender)'s newest event, through the index that serves
   `ORDER BY seq DESC LIMIT 1` per pair; read once the room is locked.
@@ -49,6 +50,8 @@ Before the batch, each request reads its room, host and open game in one join
   back from the same boards.
 - `rankings_add`, `gift_wall_add`: the leaderboards and the hosts' gift walls, one upsert
   each that adds in the database (`coins = coins + excluded.coins`).
+- `goals_add`: where a room has a goal, one UPDATE ... FROM (VALUES ...) adds the batch's
+  coins, or its count of the goal's gift, and RETURNs the new state for the viewers.
 - `deliveries_insert`: the game deliveries of gifts to a relayed game (the relay's outbox,
   see relay.models), one INSERT, so that what the game is told is exactly what committed.
 - `receipts_insert`: the settled MsgIds' receipts, last, since they name their events.
@@ -57,10 +60,11 @@ Before the batch, each request reads its room, host and open game in one join
 import datetime
 import functools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 
+from engagement.models import Goal
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
 from rankings.models import RankingEntry
 from relay.models import GameDelivery
@@ -219,8 +223,14 @@ def accounts_lock(
         return balances, limits
 
 
-def rooms_advance(new_events: dict[int, int]) -> dict[int, tuple[int, int | None]]:
-    """Give each room `n` more seqs: {room pk: (its first new seq, its live session id)}."""
+class RoomAdvance(NamedTuple):
+    first_seq: int  # the first of the room's new seqs
+    live_session_id: int | None
+    goal_id: int | None  # the live session's goal, which counts these gifts (goals_add)
+
+
+def rooms_advance(new_events: dict[int, int]) -> dict[int, RoomAdvance]:
+    """Give each room `n` more seqs: {room pk: its first new seq, live session and goal}."""
     table = Room._meta.db_table
     room_ids = sorted(new_events)
     with connection.cursor() as cursor:
@@ -232,12 +242,12 @@ def rooms_advance(new_events: dict[int, int]) -> dict[int, tuple[int, int | None
             )
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + CASE id {' '.join(['WHEN %s THEN %s'] * len(room_ids))} END "
-            f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id",
+            f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id, goal_id",
             [*_flat((room_id, new_events[room_id]) for room_id in room_ids), *room_ids],
         )
         return {
-            room_id: (last_seq - new_events[room_id] + 1, live_session_id)
-            for room_id, last_seq, live_session_id in cursor.fetchall()
+            room_id: RoomAdvance(last_seq - new_events[room_id] + 1, live_session_id, goal_id)
+            for room_id, last_seq, live_session_id, goal_id in cursor.fetchall()
         }
 
 
@@ -390,6 +400,41 @@ def gift_wall_add(counts: dict[tuple[int, int], int]) -> None:
         [(*key, counts[key]) for key in sorted(counts)],
         on_conflict=f"(host_id, gift_id) DO UPDATE SET count = {table}.count + excluded.count",
     )
+
+
+# In the model's field order (which Model.from_db expects): what viewers are told of a goal.
+GOAL_COLUMNS = ("id", "room_id", "title", "target", "gift_id", "progress", "reached_at", "version")
+
+
+def goals_add(rows: Sequence[tuple[int, int, int, int]], *, at: datetime.datetime) -> list[Goal]:
+    """Count gifts towards goals: (goal pk, gift pk, coins, count) each, negative to take one back.
+
+    A goal adds the coins of its rows, or the count of its rows of its own gift; it notes
+    when it first reached its target and takes a new version. The goal's gift is read in
+    the statement itself, which runs after the rooms are locked, so it is the gift of the
+    goal as it stands (engagement.services changes goals under the same room lock). Returns
+    the goals that changed, with GOAL_COLUMNS loaded.
+    """
+    table = Goal._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET progress = {table}.progress + counted.amount, reached_at = CASE "
+            f"WHEN {table}.reached_at IS NULL AND {table}.progress + counted.amount >= {table}.target THEN %s "
+            f"ELSE {table}.reached_at END, version = {table}.version + 1, updated_at = %s "
+            "FROM (SELECT goal.id AS goal_id, SUM(CASE WHEN goal.gift_id IS NULL THEN sent.column3 "
+            "WHEN goal.gift_id = sent.column2 THEN sent.column4 ELSE 0 END) AS amount "
+            f"FROM (VALUES {_placeholders(4, len(rows))}) AS sent JOIN {table} goal ON goal.id = sent.column1 "
+            "GROUP BY goal.id) AS counted "
+            f"WHERE {table}.id = counted.goal_id AND counted.amount <> 0 "
+            f"RETURNING {', '.join(f'{table}.{column}' for column in GOAL_COLUMNS)}",
+            [_datetime(at), _datetime(at), *_flat(rows)],
+        )
+        goals = []
+        for row in cursor.fetchall():
+            row = list(row)
+            row[6] = _datetime_from_db(row[6])  # reached_at
+            goals.append(Goal.from_db(connection.alias, GOAL_COLUMNS, row))
+        return goals
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -332,6 +332,70 @@ def test_a_refund_takes_the_gift_back_on_every_page(server, browser):
         context.close()
 
 
+def host_sets_goal(base: str, room_id: str, host: str, goal: dict) -> dict:
+    """The host sets the room's goal through the REST API, as a host's app would."""
+
+    def call(path: str, body: dict, method: str, token: str | None = None) -> dict:
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Token {token}"} if token else {})}
+        request = urllib.request.Request(
+            f"{base}{path}", data=json.dumps(body).encode(), headers=headers, method=method
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    token = call("/api/auth/token/", {"username": host, "password": "demo-pass"}, "POST")["token"]
+    return call(f"/api/rooms/{room_id}/goal/", goal, "PUT", token)
+
+
+def test_the_goal_bar_fills_with_gifts_announces_the_goal_once_and_gives_back_refunds(server, browser):
+    # given an anonymous viewer in room456, which has no goal yet
+    watcher_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    watcher = watcher_context.new_page()
+    watcher.goto(f"{server}/rooms/room456/")
+    wait_connected(watcher)
+    expect(watcher.locator("#goal")).to_be_hidden()
+
+    # when the host sets a goal of two cars, the bar appears on the open page
+    host_sets_goal(server, "room456", "anchor222", {"title": "Two cars for a song", "target": 2, "gift_id": "car"})
+    goal = watcher.locator("#goal")
+    expect(goal).to_be_visible(timeout=WAIT_MS)
+    expect(goal).to_contain_text("Two cars for a song")
+    expect(watcher.locator("#goal-progress")).to_have_text("0")
+    expect(watcher.locator("#goal-unit")).to_have_text("Car")
+
+    # and user5 sends the two cars
+    sender_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    sender = sender_context.new_page()
+    log_in(sender, server, "user5", "room456")
+    expect(sender.locator("#goal-title")).to_have_text("Two cars for a song")  # from the page itself
+    sender.locator(".gift-option", has_text="Car").click()
+    send = sender.get_by_role("button", name="Send Car")
+    send.click()
+    expect(watcher.locator("#goal-progress")).to_have_text("1", timeout=WAIT_MS)
+    expect(watcher.locator("#goal-fill")).to_have_attribute("style", re.compile(r"width: 50%"))
+    expect(watcher.locator("#goal-reached")).to_be_hidden()
+    send.click()
+
+    # then both pages show it reached, and the watcher's feed announces it once
+    for page in (watcher, sender):
+        expect(page.locator("#goal-progress")).to_have_text("2", timeout=WAIT_MS)
+        expect(page.locator("#goal-reached")).to_be_visible()
+    announcement = watcher.locator("#feed .feed-goal")
+    expect(announcement).to_have_count(1)
+    expect(announcement).to_contain_text("Goal reached: Two cars for a song")
+    screenshot(watcher, "room456-goal.png")
+
+    # and a refund takes one car back; the goal stays reached and is not announced again
+    msg_id = watcher.locator('#feed .feed-item[data-seq="1"]').get_attribute("data-msg-id")
+    assert refund_through_the_server_api(server, msg_id=msg_id, user_id="user5")["Code"] == 0
+    expect(watcher.locator("#goal-progress")).to_have_text("1", timeout=WAIT_MS)
+    expect(watcher.locator("#goal-reached")).to_be_visible()
+    expect(announcement).to_have_count(1)
+
+    for context in (watcher_context, sender_context):
+        context.close()
+
+
 def test_game_room_asks_to_join_before_game_gifts(server, browser):
     # given user4 in room123, where Tiny Love War has started and user4 has not joined
     context = browser.new_context(viewport={"width": 1280, "height": 860})

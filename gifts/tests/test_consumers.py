@@ -264,7 +264,7 @@ async def test_a_lost_broadcast_is_read_back_from_the_database(viewer, live_room
     communicator = await connect(room_path(live_room))
     await communicator.receive_json_from()
     # given two gifts whose broadcasts were lost on the way (a Redis hiccup)
-    monkeypatch.setattr(broadcast, "gift_events_committed", lambda room_id, payloads: None)
+    monkeypatch.setattr(broadcast, "gift_events_committed", lambda room_id, payloads, goal=None: None)
     outcomes = await database_sync_to_async(send_gifts)(viewer, live_room, rose, 2, prefix="lost")
     monkeypatch.undo()
     # when another server process publishes seq 3 only
@@ -280,7 +280,9 @@ async def test_batches_arriving_out_of_order_are_delivered_in_seq_order(viewer, 
     communicator = await connect(room_path(live_room))
     await communicator.receive_json_from()
     published = []
-    monkeypatch.setattr(broadcast, "gift_events_committed", lambda room_id, payloads: published.extend(payloads))
+    monkeypatch.setattr(
+        broadcast, "gift_events_committed", lambda room_id, payloads, goal=None: published.extend(payloads)
+    )
     await database_sync_to_async(send_gifts)(viewer, live_room, rose, 4, prefix="m")
     # when two processes' batches cross: seqs 3-4 arrive before 1-2
     layer, group = get_channel_layer(), broadcast.room_group(live_room.room_id)

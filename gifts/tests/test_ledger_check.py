@@ -33,7 +33,7 @@ def paid_gift(viewer, room, rose):
 def test_a_sound_ledger_passes_every_check(paid_gift):
     code, output = ledger_check()
     assert code == 0, output
-    assert "ledger_check: all 10 checks passed" in output
+    assert "ledger_check: all 11 checks passed" in output
     assert "ok   every gift event has its transfer, debiting the sender what it cost (1 gift events)" in output
 
 

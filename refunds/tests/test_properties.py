@@ -1,5 +1,5 @@
-"""Random mixes of top-ups, gifts, refunds, chargebacks and payouts: the books and the boards stay exact
-after every step."""
+"""Random mixes of top-ups, gifts, refunds, chargebacks and payouts: the books, the boards and the
+room's goal stay exact after every step."""
 
 import itertools
 from collections import Counter
@@ -8,6 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engagement.models import Goal
+from engagement.services import room_goal_set
 from gifts.models import HostGiftCount
 from gifts.results import Result
 from gifts.selectors import gifts_audit
@@ -52,6 +54,8 @@ def test_ledger_and_boards_hold_after_every_step(rose, steps):
     paid: list = []  # (event, sender index)
     refunded: set[int] = set()
     references = itertools.count()
+    room_goal_set(room=room, by=room.host, title="goal", target=150)
+    reached = False  # the goal, once reached, stays so
 
     for kind, who, amount in steps:
         if kind == "top_up":
@@ -115,6 +119,9 @@ def test_ledger_and_boards_hold_after_every_step(rose, steps):
             assert board == {profile: total for profile, total in by_sender.items() if total}, period
         wall = HostGiftCount.objects.filter(host=room.host, gift=rose).values_list("count", flat=True).first() or 0
         assert wall == sum(event.count for event, _ in standing)
+        goal = Goal.objects.get(room=room)
+        reached = reached or sum(by_sender.values()) >= goal.target
+        assert (goal.progress, goal.reached_at is not None) == (sum(by_sender.values()), reached)
 
 
 @pytest.fixture

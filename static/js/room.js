@@ -114,7 +114,7 @@
 
   /* Strike through the gift a reversal took back, if the feed still shows it. */
   function feedMarkRefunded(seq) {
-    const item = feed.querySelector(`.feed-item[data-seq="${seq}"]:not(.feed-reversal)`);
+    const item = feed.querySelector(`.feed-item[data-seq="${seq}"]:not(.feed-reversal):not(.feed-goal)`);
     if (item) item.classList.add("is-refunded");
   }
 
@@ -342,6 +342,50 @@
     panelRefresh();
   }
 
+  /* ---------------------------------------------------------------- goal ------ */
+
+  let goal = null;
+
+  /* A newer state of the room's goal (a later goal, or a later version of it); null: none. */
+  function goalRender(next, announce) {
+    if (next && goal && (next.goal_id < goal.goal_id || (next.goal_id === goal.goal_id && next.version <= goal.version))) {
+      return;
+    }
+    const newlyReached = Boolean(next && next.reached && !(goal && goal.goal_id === next.goal_id && goal.reached));
+    goal = next || null;
+    const box = $("goal");
+    box.hidden = !goal;
+    if (!goal) return;
+    const percent = Math.min(100, Math.floor((goal.progress * 100) / goal.target));
+    $("goal-title").textContent = goal.title;
+    $("goal-progress").textContent = fmt(goal.progress);
+    $("goal-target").textContent = fmt(goal.target);
+    $("goal-unit").textContent = goal.gift ? goal.gift.name : "coins";
+    $("goal-fill").style.width = `${percent}%`;
+    $("goal-track").setAttribute("aria-valuenow", percent);
+    $("goal-reached").hidden = !goal.reached;
+    box.classList.toggle("is-reached", goal.reached);
+    // Reaching the goal is announced once, to the viewers who watched it happen.
+    if (announce && newlyReached) goalAnnounce(goal);
+  }
+
+  function goalAnnounce(reached) {
+    const empty = feed.querySelector(".feed-empty");
+    if (empty) empty.remove();
+    feed.prepend(
+      el(
+        "li",
+        { class: "feed-item feed-item-new feed-goal", "data-seq": lastSeq },
+        el("span", { class: "avatar", "aria-hidden": "true", text: "★" }),
+        el("span", { class: "feed-text" }, "Goal reached: ", el("strong", { text: reached.title }))
+      )
+    );
+    const box = $("goal");
+    box.classList.remove("goal-celebrate");
+    void box.offsetWidth; // restart the animation
+    box.classList.add("goal-celebrate");
+  }
+
   /* ------------------------------------------------------ sequence keeping ------ */
 
   let lastSeq = Number(state.seq) || 0;
@@ -384,6 +428,8 @@
   function onSnapshot(message) {
     liveRender(Boolean(message.live));
     gameRender(message.game);
+    if (!message.goal) goal = null; // a new live session has none yet
+    goalRender(message.goal || null, false);
     if (message.seq < lastSeq) {
       // The room numbers its gifts from scratch again (its data was reset): start over.
       pending.clear();
@@ -507,6 +553,9 @@
         break;
       case "game":
         gameRender(data.game);
+        break;
+      case "goal":
+        goalRender(data, true);
         break;
       case "room":
         if ("live" in data) liveRender(Boolean(data.live));
@@ -782,6 +831,7 @@
   feedReset(state.recent || []);
   boardRender(state.leaderboard || [], -1);
   gameRender(state.game);
+  goalRender(state.goal || null, false);
   liveRender(Boolean(state.live));
   connect();
 

@@ -4,6 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
+from engagement.selectors import goals_audit
 from gifts.selectors import gifts_audit
 from wallets.selectors import ledger_audit
 
@@ -11,12 +12,13 @@ from wallets.selectors import ledger_audit
 class Command(BaseCommand):
     help = (
         "Verify the ledger: all balances sum to 0, every transfer balances, every user balance equals its "
-        "entries, no user account is negative, every gift event has its transfer and every refund its gift. "
+        "entries, no user account is negative, every gift event has its transfer and every refund its gift, "
+        "every goal's progress is its gifts. "
         "Exit 1 on any discrepancy."
     )
 
     def handle(self, *args, **options):
-        checks = [*ledger_audit(), *gifts_audit()]
+        checks = [*ledger_audit(), *gifts_audit(), *goals_audit()]
         for check in checks:
             verdict = "ok  " if check.ok else "FAIL"
             self.stdout.write(f"{verdict} {check.name} ({check.checked})")

@@ -1,0 +1,63 @@
+"""Staff set and inspect goals in the admin; a goal's progress is never typed in by hand."""
+
+import pytest
+
+from engagement.models import Goal
+from engagement.services import room_goal_set
+from gifts.models import Room
+from gifts.services import gift_send, room_go_live, room_go_off_air
+from gifts.tests.factories import gift_request
+
+pytestmark = pytest.mark.django_db
+
+
+def test_staff_set_a_live_rooms_goal_and_gifts_count_towards_it(staff_client, viewer, room, rose):
+    response = staff_client.post(
+        "/admin/engagement/goal/add/",
+        {"room": room.pk, "title": "Staff goal", "target": 30, "gift": rose.pk, "progress": 999},
+    )
+    gift_send(gift_request(viewer, room, "m1", num=2))
+
+    assert response.status_code == 302, response.content
+    goal = Goal.objects.get()
+    assert (goal.title, goal.target, goal.gift, goal.progress, goal.set_by) == ("Staff goal", 30, rose, 2, None)
+    assert Room.objects.get(pk=room.pk).goal == goal
+    listing = staff_client.get("/admin/engagement/goal/")
+    assert b"Staff goal" in listing.content
+
+
+def test_staff_change_the_target_and_keep_the_progress(staff_client, viewer, room, rose):
+    goal = room_goal_set(room=room, by=room.host, title="Host goal", target=100)
+    gift_send(gift_request(viewer, room, "m1", num=3))
+
+    response = staff_client.post(
+        f"/admin/engagement/goal/{goal.pk}/change/", {"title": "Host goal", "target": 25, "gift": ""}
+    )
+
+    assert response.status_code == 302, response.content
+    goal.refresh_from_db()
+    assert (goal.target, goal.progress, goal.reached) == (25, 30, True)
+
+
+def test_a_room_off_air_gets_no_goal(staff_client, room):
+    room_go_off_air(room=room)
+
+    response = staff_client.post("/admin/engagement/goal/add/", {"room": room.pk, "title": "Too late", "target": 5})
+
+    assert response.status_code == 200 and b"not live" in response.content
+    assert not Goal.objects.exists()
+
+
+def test_the_goal_of_an_ended_session_is_history(staff_client, room):
+    goal = room_goal_set(room=room, by=room.host, title="Last night", target=5)
+    room_go_off_air(room=room)
+    room_go_live(room=Room.objects.get(pk=room.pk))
+
+    page = staff_client.get(f"/admin/engagement/goal/{goal.pk}/change/")
+    change = staff_client.post(f"/admin/engagement/goal/{goal.pk}/change/", {"title": "Rewritten", "target": 1})
+
+    assert page.status_code == 200 and b'name="title"' not in page.content
+    assert change.status_code == 403
+    goal.refresh_from_db()
+    assert Goal.objects.get() == goal and (goal.title, goal.target) == ("Last night", 5)
+    assert Room.objects.get(pk=room.pk).goal is None
