@@ -7,6 +7,16 @@ from gifts.tests.factories import GiftFactory, RoomFactory
 from wallets.tests.factories import ProfileFactory
 
 
+def pytest_configure(config):
+    """No PK clock in the test process: a thread there would end battles behind a test's back.
+
+    Tests end battles by calling pk_battles_end_due, or watch real server processes do it.
+    """
+    from django.conf import settings
+
+    settings.PK_CLOCK_SECONDS = 0
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Tests make many people with passwords; the production hasher is slow on purpose."""

@@ -1,9 +1,16 @@
 from django import forms
 from django.contrib import admin
 
-from engagement.models import Goal
-from engagement.services import room_goal_set
-from gifts.models import Gift
+from engagement.models import Goal, PkBattle, PkSide
+from engagement.services import (
+    MAX_PK_ROOMS,
+    MAX_PK_SECONDS,
+    MIN_PK_ROOMS,
+    MIN_PK_SECONDS,
+    pk_battle_start,
+    room_goal_set,
+)
+from gifts.models import Gift, Room
 
 
 class GoalForm(forms.ModelForm):
@@ -56,3 +63,93 @@ class GoalAdmin(admin.ModelAdmin):
             gift_id=obj.gift.gift_id if obj.gift else None,
         )
         obj.pk, obj.live_session_id, obj.version = goal.pk, goal.live_session_id, goal.version
+
+
+class PkBattleForm(forms.ModelForm):
+    """Staff start a battle between live rooms at once, as a business server's StartPK does."""
+
+    rooms = forms.ModelMultipleChoiceField(
+        queryset=Room.objects.filter(is_live=True).order_by("room_id"),
+        help_text=f"{MIN_PK_ROOMS} to {MAX_PK_ROOMS} live rooms",
+    )
+
+    class Meta:
+        model = PkBattle
+        fields = ["rooms", "duration_s"]
+        help_texts = {"duration_s": f"seconds, {MIN_PK_SECONDS} to {MAX_PK_SECONDS}"}
+
+    def clean_rooms(self):
+        rooms = self.cleaned_data["rooms"]
+        if not MIN_PK_ROOMS <= len(rooms) <= MAX_PK_ROOMS:
+            raise forms.ValidationError(f"Choose {MIN_PK_ROOMS} to {MAX_PK_ROOMS} rooms.")
+        if busy := [room.room_id for room in rooms if room.pk_side_id is not None]:
+            raise forms.ValidationError(f"Already in a running PK battle: {', '.join(busy)}.")
+        return rooms
+
+
+class PkSideInline(admin.TabularInline):
+    model = PkSide
+    extra = 0
+    fields = ["room", "host", "accepted_at", "start_seq", "end_seq", "score"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PkBattle)
+class PkBattleAdmin(admin.ModelAdmin):
+    """PK battles: staff start one, and inspect each side's score and the result."""
+
+    list_display = ["id", "state", "rooms", "starts_at", "ends_at", "winner", "source"]
+    list_filter = ["state", "source"]
+    search_fields = ["sides__room__room_id"]
+    list_select_related = ["winner"]
+    inlines = [PkSideInline]
+    readonly_fields = [
+        "state",
+        "duration_s",
+        "source",
+        "app",
+        "invited_by",
+        "started_by",
+        "created_at",
+        "starts_at",
+        "ends_at",
+        "ended_at",
+        "winner",
+    ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = PkBattleForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def get_inlines(self, request, obj):
+        return [] if obj is None else self.inlines
+
+    @admin.display(description="rooms")
+    def rooms(self, battle: PkBattle) -> str:
+        return ", ".join(side.room.room_id for side in battle.sides.select_related("room"))
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        battle = pk_battle_start(
+            room_ids=[room.room_id for room in form.cleaned_data["rooms"]],
+            duration_s=form.cleaned_data["duration_s"],
+            source=PkBattle.Source.STAFF,
+            staff_user=request.user,
+        )
+        obj.pk = battle.pk
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the sides were written by pk_battle_start

@@ -1,12 +1,15 @@
-"""Reads of a room's goal, in the shape viewers get it (the `goal` websocket message, SPEC section 11)."""
+"""Reads of a room's goal and PK battles, in the shapes viewers get them (SPEC section 11)."""
 
+import datetime
 from typing import Any
 
 from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Sum, When
 from django.db.models.functions import Coalesce
 
-from engagement.models import Goal
+from engagement.models import Goal, PkBattle, PkSide
 from gifts.models import Gift, GiftEvent, Room
+from rankings.models import RankingEntry
+from rankings.selectors import leaderboard_top
 from wallets.selectors import AuditCheck, audit_check
 
 
@@ -66,3 +69,61 @@ def goals_audit() -> list[AuditCheck]:
             "goal",
         )
     ]
+
+
+# --- PK battles -------------------------------------------------------------------------------
+
+PK_TOP_SUPPORTERS = 3
+
+
+def pk_room_ids(pk_id: int) -> list[str]:
+    """The public ids of a battle's rooms, in the order of its sides."""
+    return list(PkSide.objects.filter(battle_id=pk_id).order_by("pk").values_list("room__room_id", flat=True))
+
+
+def pk_payload(battle: PkBattle) -> dict[str, Any]:
+    """A battle as the API and the `pk` websocket message show it, with each side's top supporters.
+
+    `at` is when a score or the state last changed, so a viewer can tell how fresh it is.
+    """
+    sides = list(battle.sides.select_related("room", "host").order_by("pk"))
+    changed = [side.updated_at for side in sides] + [battle.ended_at or battle.starts_at or battle.created_at]
+    return {
+        "pk_id": battle.pk,
+        "state": battle.state,
+        "starts_at": _iso(battle.starts_at),
+        "ends_at": _iso(battle.ends_at),
+        "winner_room_id": battle.winner.room_id if battle.winner_id else None,
+        "at": _iso(max(changed)),
+        "sides": [
+            {
+                "room_id": side.room.room_id,
+                "host_id": side.host.user_id,
+                "accepted": side.accepted_at is not None,
+                "score": side.score,
+                "top": pk_supporters(side),
+            }
+            for side in sides
+        ],
+    }
+
+
+def pk_supporters(side: PkSide) -> list[dict[str, Any]]:
+    return [
+        {"user_id": entry["user_id"], "nickname": entry["nickname"], "coins": entry["coins"]}
+        for entry in leaderboard_top(
+            room=side.room, period=RankingEntry.Period.PK, key=str(side.pk), limit=PK_TOP_SUPPORTERS
+        )
+    ]
+
+
+def room_pk(room: Room) -> dict[str, Any] | None:
+    """The PK battle the room fights now, if any."""
+    if room.pk_side_id is None:
+        return None
+    battle = PkBattle.objects.select_related("winner").get(sides=room.pk_side_id)
+    return pk_payload(battle)
+
+
+def _iso(at: datetime.datetime | None) -> str | None:
+    return None if at is None else at.isoformat().replace("+00:00", "Z")

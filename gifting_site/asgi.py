@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, room websockets through Channels.
 
 The whole application is wrapped so that the gift publisher learns the server's event loop
-with the first connection of any kind (see gifts.broadcast).
+with the first connection of any kind (see gifts.broadcast). Loading it starts the
+process's PK clock (engagement.clock).
 """
 
 import os
@@ -16,8 +17,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from engagement.clock import pk_clock_start  # noqa: E402
 from gifts.broadcast import bound_to_server_loop  # noqa: E402
 from gifts.routing import websocket_urlpatterns  # noqa: E402
+
+# PK battles end on time whether or not anyone connects (engagement.clock).
+pk_clock_start()
 
 application = bound_to_server_loop(
     ProtocolTypeRouter(

@@ -88,6 +88,22 @@ class GiftNotConfigured(RequestError):
     code, http_status, default_message = 10004, 404, "gift not configured"
 
 
+class PkConflict(RequestError):
+    """A room of a PK battle about to run is already fighting another one (SPEC section 11)."""
+
+    code, http_status, default_message = 7200006, 409, "room already in a running PK battle"
+
+
+class PkNotFound(RequestError):
+    code, http_status, default_message = 7200004, 404, "PK battle not found"
+
+
+class PkNotPending(RequestError):
+    """An answer to a PK invite that is no longer waiting for one (declined, or over)."""
+
+    code, http_status, default_message = 7200003, 409, "the PK battle is not waiting for an answer"
+
+
 class NotEnoughEarnings(RequestError):
     """A payout of more than the host's earnings hold (SPEC section 10): nothing is paid."""
 

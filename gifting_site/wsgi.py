@@ -4,3 +4,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gifting_site.settings")
 application = get_wsgi_application()
+
+# PK battles end on time whether or not anyone sends a request (engagement.clock).
+from engagement.clock import pk_clock_start  # noqa: E402
+
+pk_clock_start()

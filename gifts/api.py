@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
-from engagement.serializers import GoalSerializer
+from engagement.serializers import GoalSerializer, PkSerializer
 from gifting_site import metrics
 from gifting_site.cache import window_count
 from gifting_site.errors import RoomUnavailable, SendNotFound, error_body, error_responses
@@ -37,7 +37,7 @@ from gifts.services import (
     room_cohosts_set,
     room_for_gifts,
 )
-from rankings.models import RankingEntry
+from rankings.models import BOARD_PERIODS, RankingEntry
 from rankings.selectors import leaderboard_top
 from wallets.models import Profile
 from wallets.services import profile_for_user, spending_limit_set
@@ -296,6 +296,7 @@ class RoomDetailApi(APIView):
         seq = serializers.IntegerField(help_text="the seq of the room's newest gift event, 0 before the first")
         game = GameStateSerializer(allow_null=True, help_text="the room's open game session, if any")
         goal = GoalSerializer(allow_null=True, help_text="the goal of the live session, if the host set one")
+        pk = PkSerializer(allow_null=True, help_text="the PK battle the room fights now, if any")
 
     @extend_schema(parameters=[ROOM_ID], responses={200: OutputSerializer, **error_responses(404, 503)})
     def get(self, request, room_id: str):
@@ -338,12 +339,12 @@ class LeaderboardApi(APIView):
 
     @extend_schema_serializer(component_name="LeaderboardQuery")
     class QuerySerializer(serializers.Serializer):
-        period = serializers.ChoiceField(choices=RankingEntry.Period.choices, default=RankingEntry.Period.LIVE)
+        period = serializers.ChoiceField(choices=BOARD_PERIODS, default=RankingEntry.Period.LIVE)
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
 
     @extend_schema_serializer(component_name="Leaderboard")
     class OutputSerializer(serializers.Serializer):
-        period = serializers.ChoiceField(choices=RankingEntry.Period.choices)
+        period = serializers.ChoiceField(choices=BOARD_PERIODS)
         entries = inline_serializer(
             "LeaderboardEntry",
             {

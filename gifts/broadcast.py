@@ -53,6 +53,11 @@ def goal_changed(room_id: str, goal: dict[str, Any]) -> None:
     _hand_to_publisher(lambda publisher: publisher.add(room_id, [], goal))
 
 
+def pk_changed(pk_id: int, room_ids: list[str]) -> None:
+    """A PK battle's scores or state changed: every room in it is told, once per loop turn."""
+    _hand_to_publisher(lambda publisher: publisher.pk_touch(pk_id, room_ids))
+
+
 def goal_newer(goal: dict[str, Any], than: dict[str, Any] | None) -> bool:
     """Whether this state of a room's goal is newer than `than`: a later goal, or a later version of it."""
     return than is None or (goal["goal_id"], goal["version"]) > (than["goal_id"], than["version"])
@@ -83,6 +88,7 @@ class RoomPublisher:
         self.thread_id = threading.get_ident()
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.goals: dict[str, dict[str, Any]] = {}  # the newest goal state per room, waiting with its events
+        self.pks: dict[str, set[int]] = {}  # PK battles changed per room, waiting for the loop's next turn
         self.tasks: set[asyncio.Task[None]] = set()
 
     def add(self, room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None) -> None:
@@ -95,6 +101,18 @@ class RoomPublisher:
         self.pending[room_id] = list(payloads)
         # Not a timer: whatever else commits before the loop comes round joins this message.
         self.loop.call_soon(self._flush, room_id)
+
+    def pk_touch(self, pk_id: int, room_ids: list[str]) -> None:
+        for room_id in room_ids:
+            touched = self.pks.get(room_id)
+            if touched is None:
+                touched = self.pks[room_id] = set()
+                self.loop.call_soon(self._pk_flush, room_id)
+            touched.add(pk_id)
+
+    def _pk_flush(self, room_id: str) -> None:
+        for pk_id in sorted(self.pks.pop(room_id, ())):
+            self._spawn(self._publish, room_id, {"type": "room.pk", "room_id": room_id, "pk_id": pk_id})
 
     def publish_soon(self, room_id: str, message: dict[str, Any]) -> None:
         self._spawn(self._publish, room_id, message)
@@ -113,6 +131,8 @@ class RoomPublisher:
         """Publish everything pending now and wait for every publish under way."""
         for room_id in list(self.pending):
             self._flush(room_id)
+        for room_id in list(self.pks):
+            self._pk_flush(room_id)
         while unfinished := [task for task in self.tasks if not task.done()]:
             await asyncio.gather(*unfinished, return_exceptions=True)
 

@@ -20,13 +20,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
-from engagement.selectors import room_goal
+from engagement.selectors import room_goal, room_pk
 from gifting_site import metrics
 from gifting_site.converters import PublicIdConverter
 from gifting_site.errors import MalformedRequest
 from gifts.api import ws_ticket_key
 from gifts.models import Room
-from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, goal_message, leaderboard_message, room_hub
+from gifts.roomhub import Batch, RoomHub, dumps, gifts_message, goal_message, leaderboard_message, pk_message, room_hub
 from gifts.selectors import (
     REPLAY_LIMIT,
     events_after,
@@ -259,6 +259,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=dumps(replay["game"]))
             if replay["goal"] is not None:
                 await self.send(text_data=dumps(goal_message(replay["goal"])))
+            if replay["pk"] is not None:
+                await self.send(text_data=dumps(pk_message(self.room_id, replay["pk"])))
 
     async def _error(self, message: str) -> None:
         await self.send(text_data=dumps({"type": "error", "code": MalformedRequest.code, "message": message}))
@@ -308,6 +310,7 @@ def room_snapshot(room_id: str) -> dict[str, Any] | None:
         "game": game_state_payload(room_game_session(room)),
         "leaderboard": live_top(room),
         "goal": room_goal(room),
+        "pk": room_pk(room),
         "recent": recent,
     }
 
@@ -324,4 +327,5 @@ def room_replay(room_id: str, since: int) -> dict[str, Any] | None:
         "leaderboard": leaderboard_message(room.room_id, seq, live_top(room)),
         "game": {"type": "game", "room_id": room.room_id, "game": game_state_payload(room_game_session(room))},
         "goal": room_goal(room),
+        "pk": room_pk(room),
     }

@@ -85,6 +85,9 @@ class Room(models.Model):
     # sees the row's newest version even after waiting for its lock, where a read of the
     # goal table in the same statement could miss a goal set meanwhile.
     goal = models.ForeignKey("engagement.Goal", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The room's side in the PK battle it is fighting now (engagement.models.PkSide), on the
+    # room row for the same reason: the gift writer adds to its score.
+    pk_side = models.ForeignKey("engagement.PkSide", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -153,16 +156,19 @@ class GamePlayer(models.Model):
 
 
 class GiftEvent(models.Model):
-    """A room event, numbered within its room: a paid gift, or the reversal of a refunded one.
+    """A room event, numbered within its room: a paid gift, the reversal of a refunded one, or
+    the end of a PK battle the room fought.
 
     Written once, never changed. A reversal copies its gift's sender, receiver, gift and
     coins, is paid by the refund's transfer and takes the room's next seq, so a client that
-    applies events in seq order keeps its totals right.
+    applies events in seq order keeps its totals right. A `pk_end` names its battle and
+    nothing else: the gifts before it counted, the ones after it did not.
     """
 
     class Kind(models.TextChoices):
         GIFT = "gift", "gift"
         REVERSAL = "reversal", "reversal"
+        PK_END = "pk_end", "end of a PK battle"
 
     # Indexed by the (room, seq) constraint and the (room, sender, -seq) index, which lead with it.
     room = models.ForeignKey(Room, on_delete=models.PROTECT, related_name="events", db_index=False)
@@ -172,9 +178,13 @@ class GiftEvent(models.Model):
     reverses = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal")
     msg_id = models.CharField(max_length=128)
     # Indexed by `event_sender_day`, which leads with it.
-    sender = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="sent_gift_events", db_index=False)
-    receiver = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="received_gift_events")
-    gift = models.ForeignKey(Gift, on_delete=models.PROTECT, related_name="events")
+    sender = models.ForeignKey(
+        Profile, null=True, blank=True, on_delete=models.PROTECT, related_name="sent_gift_events", db_index=False
+    )
+    receiver = models.ForeignKey(
+        Profile, null=True, blank=True, on_delete=models.PROTECT, related_name="received_gift_events"
+    )
+    gift = models.ForeignKey(Gift, null=True, blank=True, on_delete=models.PROTECT, related_name="events")
     game_session = models.ForeignKey(GameSession, null=True, blank=True, on_delete=models.PROTECT)
     # The live session whose leaderboard the gift counted towards (none for reversals), so a
     # refund takes the coins back from the very boards that counted them.
@@ -188,15 +198,41 @@ class GiftEvent(models.Model):
     effect = models.CharField(max_length=64, blank=True)
     # A gift's place in its sender's streak; 0 for a reversal, which ends the streak.
     combo = models.PositiveIntegerField(default=1)
-    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="gift_event")
+    transfer = models.OneToOneField(
+        Transfer, null=True, blank=True, on_delete=models.PROTECT, related_name="gift_event"
+    )
+    pk_battle = models.ForeignKey(
+        "engagement.PkBattle", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="event_seq_unique_in_room"),
             models.CheckConstraint(
-                condition=Q(kind="gift", reverses__isnull=True) | Q(kind="reversal", reverses__isnull=False),
+                condition=Q(kind="gift", reverses__isnull=True)
+                | Q(kind="reversal", reverses__isnull=False)
+                | Q(kind="pk_end", reverses__isnull=True),
                 name="event_reversal_names_its_gift",
+            ),
+            # Gifts and reversals move money between people; a PK's end names its battle.
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=["gift", "reversal"],
+                    sender__isnull=False,
+                    receiver__isnull=False,
+                    gift__isnull=False,
+                    transfer__isnull=False,
+                    pk_battle__isnull=True,
+                )
+                | Q(
+                    kind="pk_end",
+                    sender__isnull=True,
+                    gift__isnull=True,
+                    transfer__isnull=True,
+                    pk_battle__isnull=False,
+                ),
+                name="event_kind_has_its_columns",
             ),
         ]
         indexes = [
@@ -206,6 +242,8 @@ class GiftEvent(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.PK_END:
+            return f"{self.room} #{self.seq} end of PK #{self.pk_battle_id}"
         what = "reversal of " if self.kind == self.Kind.REVERSAL else ""
         return f"{self.room} #{self.seq} {what}{self.gift.gift_id} x{self.count}"
 

@@ -18,6 +18,10 @@ each state with a version; the hub keeps the newest it has heard and sends it af
 window's `gifts` message when it changed, so a goal costs no read and at most one message
 per window.
 
+A PK battle's rooms are told that it changed (`room.pk`, from whichever process committed
+the change); the hub reads the battle, with every side's score, at most once a window and
+sends it as a `pk` message when it changed. A process's read covers every room it watches.
+
 After releasing gifts the hub reads the room's live top 10 and sends it as a `leaderboard`
 message if it changed, at most once a second per room (the last change always goes out). In
 a busy room the board changes nearly every window; sending it that often would double what
@@ -36,7 +40,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from engagement.selectors import room_goal
+from engagement.models import PkBattle
+from engagement.selectors import pk_payload, room_goal
 from gifting_site import metrics
 from gifts import broadcast
 from gifts.models import Room
@@ -91,6 +96,10 @@ def goal_message(goal: dict[str, Any]) -> dict[str, Any]:
     return {"type": "goal", **goal}
 
 
+def pk_message(room_id: str, battle: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "pk", "room_id": room_id, **battle}
+
+
 def _seconds_since(at: str) -> float:
     """Seconds from an event's `at` (ISO 8601, Z) to now."""
     committed = datetime.datetime.fromisoformat(at.replace("Z", "+00:00"))
@@ -130,6 +139,10 @@ class RoomFeed:
     board_scheduled: bool = False
     goal: dict[str, Any] | None = None  # the newest state of the room's goal this process has heard of
     goal_sent: dict[str, Any] | None = None
+    pk_id: int | None = None  # the PK battle the room is in, as last announced
+    pk_sent: dict[str, Any] | None = None
+    pk_next: float = 0.0
+    pk_scheduled: bool = False
 
 
 class RoomHub:
@@ -229,6 +242,9 @@ class RoomHub:
             self._release(feed)
             if "goal" in message:
                 self._goal_offer(feed, message["goal"])
+        elif kind == "room.pk":
+            feed.pk_id = message["pk_id"]
+            self._pk_soon(feed)
         elif kind == "room.game":
             self._send_all(feed, {"type": "game", "room_id": feed.room_id, "game": message["game"]})
         elif kind == "room.delivery":
@@ -301,6 +317,30 @@ class RoomHub:
         text = dumps(leaderboard_message(feed.room_id, feed.released, board))
         for socket in list(feed.sockets):
             socket.offer_text(text)
+
+    def _pk_soon(self, feed: RoomFeed) -> None:
+        """Read the room's PK battle and send it if it changed: at most once a window."""
+        if feed.pk_scheduled:
+            return
+        feed.pk_scheduled = True
+        now = self.loop.time()
+        # After the window's `gifts` message when one is due: viewers see a score after its gifts.
+        flush_at = feed.flush_timer.when() if feed.flush_timer is not None else now
+        delay = max(0.0, feed.pk_next - now, flush_at - now)
+        self.loop.call_later(delay, self._spawn_if_watched, feed, self._pk_send)
+
+    async def _pk_send(self, feed: RoomFeed) -> None:
+        feed.pk_scheduled = False
+        feed.pk_next = self.loop.time() + self.window
+        try:
+            state = await database_sync_to_async(_pk_state)(feed.pk_id)
+        except Exception:
+            logger.exception("room %s: could not read PK battle %s", feed.room_id, feed.pk_id)
+            return
+        if state is None or state == feed.pk_sent:
+            return
+        feed.pk_sent = state
+        self._send_all(feed, pk_message(feed.room_id, state))
 
     def _spawn_if_watched(self, feed: RoomFeed, coroutine_function: Any) -> None:
         if self.rooms.get(feed.room_id) is feed:
@@ -376,6 +416,11 @@ class RoomHub:
 def _live_top(room_id: str) -> list[dict[str, Any]] | None:
     room = Room.objects.filter(room_id=room_id).first()
     return None if room is None else live_top(room)
+
+
+def _pk_state(pk_id: int) -> dict[str, Any] | None:
+    battle = PkBattle.objects.select_related("winner").filter(pk=pk_id).first()
+    return None if battle is None else pk_payload(battle)
 
 
 def _room_goal(room_id: str) -> dict[str, Any] | None:

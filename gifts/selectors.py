@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from engagement.selectors import room_goal
+from engagement.selectors import room_goal, room_pk
 from gifting_site.errors import SendNotFound
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, Room, RoomCohost
 from relay.selectors import deliveries_of, delivery_payload  # the relay's one door into what senders read
@@ -43,8 +43,27 @@ def event_payload(event: GiftEvent) -> dict[str, Any]:
     """A room event as every client sees it: REST answers, resync and the websocket alike.
 
     A reversal repeats its gift's sender, gift, count and coins, and names its seq in
-    `reverses_seq`: a client takes those coins back off its totals.
+    `reverses_seq`: a client takes those coins back off its totals. A `pk_end` names its
+    battle in `pk_id` and has no sender, gift or coins.
     """
+    if event.kind == GiftEvent.Kind.PK_END:
+        return {
+            "seq": event.seq,
+            "kind": event.kind,
+            "reverses_seq": None,
+            "pk_id": event.pk_battle_id,
+            "msg_id": "",
+            "sender": None,
+            "receiver_id": None,
+            "gift": None,
+            "value": 0,
+            "num": 0,
+            "count": 0,
+            "coins": 0,
+            "effect": "",
+            "combo": 0,
+            "at": event.created_at.isoformat().replace("+00:00", "Z"),
+        }
     gift = gift_payload(event.gift)
     del gift["price"]
     return {
@@ -100,6 +119,7 @@ def room_detail(room: Room) -> dict[str, Any]:
         "seq": room.last_seq,
         "game": game_state_payload(room_game_session(room)),
         "goal": room_goal(room),
+        "pk": room_pk(room),
     }
 
 

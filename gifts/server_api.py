@@ -22,6 +22,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from engagement.models import PkBattle
+from engagement.services import MAX_PK_ROOMS, MAX_PK_SECONDS, MIN_PK_ROOMS, MIN_PK_SECONDS, pk_battle_start
 from gifting_site.cache import window_count
 from gifting_site.errors import (
     BACKEND_UNAVAILABLE,
@@ -64,7 +66,15 @@ logger = logging.getLogger(__name__)
 MAX_GIFTS_PER_CALL = 100
 MAX_TOPUP = 100_000_000
 SUCCEED = "succeed"
-ACTIONS = ("SendDanmakuGifts", "TopUp", "DescribeDanmakuMsgResults", "RefundGift", "ReverseTopUp", "Payout")
+ACTIONS = (
+    "SendDanmakuGifts",
+    "TopUp",
+    "DescribeDanmakuMsgResults",
+    "RefundGift",
+    "ReverseTopUp",
+    "Payout",
+    "StartPK",
+)
 MAX_DESCRIBED = 100
 
 _USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
@@ -154,6 +164,16 @@ class PayoutSerializer(serializers.Serializer):
     )
 
 
+class StartPkSerializer(serializers.Serializer):
+    RoomIds = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=64),
+        min_length=MIN_PK_ROOMS,
+        max_length=MAX_PK_ROOMS,
+        help_text="the live rooms that compete",
+    )
+    DurationS = StrictIntegerField(min_value=MIN_PK_SECONDS, max_value=MAX_PK_SECONDS, help_text="seconds")
+
+
 class DescribedDeliverySerializer(serializers.Serializer):
     Status = serializers.CharField(help_text="not_relayed, pending, delivered, failed or cancelled")
     Code = serializers.IntegerField(allow_null=True, help_text="the game vendor's last code or Result")
@@ -203,6 +223,11 @@ class PayoutDataSerializer(serializers.Serializer):
     Earnings = serializers.IntegerField(help_text="the host's earnings left")
 
 
+class StartPkDataSerializer(serializers.Serializer):
+    PkId = serializers.IntegerField(help_text="GET /api/pk/{PkId}/ shows it")
+    EndsAt = serializers.DateTimeField()
+
+
 class ServerApiAnswerSerializer(serializers.Serializer):
     Code = serializers.IntegerField(help_text="0, or the request-level refusal: nothing was recorded")
     Message = serializers.CharField()
@@ -215,6 +240,7 @@ class ServerApiAnswerSerializer(serializers.Serializer):
             RefundGiftDataSerializer,
             ReverseTopUpDataSerializer,
             PayoutDataSerializer,
+            StartPkDataSerializer,
         ],
         resource_type_field_name=None,
         required=False,
@@ -320,7 +346,7 @@ class ServerApi(APIView):
 
     @extend_schema(
         operation_id="server_api",
-        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults / RefundGift / ReverseTopUp / Payout "
+        summary="SendDanmakuGifts / TopUp / DescribeDanmakuMsgResults / RefundGift / ReverseTopUp / Payout / StartPK "
         "(server API, signed)",
         description=(
             "Drop-in for ZEGO's mini-game gift API. Always HTTP 200 with {Code, Message, RequestId, Data}; "
@@ -332,7 +358,8 @@ class ServerApi(APIView):
             "RefundGift gives a paid gift's cost back to its sender once (again: the same answer; "
             "10010 when no paid gift of that UserId has the MsgId). ReverseTopUp takes a TopUp back once "
             "(a chargeback): the coins the user holds, the rest owed (sends answer 10011 until a top-up pays it). "
-            "Payout moves a host's earnings to platform:payouts once per Reference (10007: more than the earnings)."
+            "Payout moves a host's earnings to platform:payouts once per Reference (10007: more than the earnings). "
+            "StartPK starts a PK battle between 2-9 live rooms at once (7200006: a room is in a running one)."
         ),
         parameters=SIGNING_PARAMETERS,
         auth=[],
@@ -345,6 +372,7 @@ class ServerApi(APIView):
                 RefundGiftSerializer,
                 ReverseTopUpSerializer,
                 PayoutSerializer,
+                StartPkSerializer,
             ],
             resource_type_field_name=None,
         ),
@@ -382,6 +410,7 @@ class ServerApi(APIView):
             OpenApiExample(
                 "Payout", request_only=True, value={"UserId": "anchor111", "Amount": 5000, "Reference": "bank-77"}
             ),
+            OpenApiExample("StartPK", request_only=True, value={"RoomIds": ["room123", "room456"], "DurationS": 300}),
             OpenApiExample(
                 "SendDanmakuGifts answer",
                 response_only=True,
@@ -411,6 +440,8 @@ class ServerApi(APIView):
                 data = self.reverse_top_up(app, json_body(request))
             elif action == "Payout":
                 data = self.payout(app, json_body(request))
+            elif action == "StartPK":
+                data = self.start_pk(app, json_body(request))
             else:
                 raise MalformedRequest(f"Action: must be one of {', '.join(ACTIONS)}")
         except BACKEND_UNAVAILABLE as error:
@@ -531,6 +562,13 @@ class ServerApi(APIView):
     def options(self, request, *args, **kwargs):
         """Not DRF's metadata: a business server gets ZEGO's shape whatever it sends."""
         return answer(secrets.token_hex(12), MalformedRequest.code, "method OPTIONS not allowed; use POST")
+
+    def start_pk(self, app: ServerApp, body: dict[str, Any]) -> dict[str, Any]:
+        data = validated(StartPkSerializer, body)
+        battle = pk_battle_start(
+            room_ids=data["RoomIds"], duration_s=data["DurationS"], source=PkBattle.Source.SERVER, app=app
+        )
+        return {"PkId": battle.pk, "EndsAt": battle.ends_at.isoformat().replace("+00:00", "Z")}
 
     def handle_exception(self, exc):
         """Anything DRF refuses before `post` runs (e.g. a GET) still gets a ZEGO-shaped answer."""

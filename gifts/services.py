@@ -38,6 +38,7 @@ from gifts.models import (
 )
 from gifts.results import GiftOutcome, Result
 from gifts.selectors import coins_spent_since, event_payload, game_state_payload, room_game_session, utc_midnight
+from rankings.models import RankingEntry
 from rankings.services import period_keys
 from relay import outbox
 from wallets.models import Account, Profile, SpendingLimit, Transfer
@@ -270,7 +271,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
 
     now = timezone.now()
     paid = [decision for decision in decisions if isinstance(decision, _Paid)]
-    goals = _paid_write(paid, now) if paid else []
+    moved = _paid_write(paid, now) if paid else _Moved()
     refused = [
         (request, decision)
         for request, decision in zip(requests, decisions, strict=True)
@@ -292,7 +293,7 @@ def _batch_apply(requests: list[GiftRequest]) -> list[GiftOutcome]:
             [_failed_delivery(request, refusal.result, refusal.message) for request, refusal in refused]
         )
     if paid:
-        _broadcast_on_commit(paid, goals)
+        _broadcast_on_commit(paid, moved)
     return [_outcome(index, requests, decisions) for index in range(len(requests))]
 
 
@@ -459,9 +460,17 @@ def _host_share(cost: int) -> int:
     return cost * settings.HOST_SHARE_PERCENT // 100
 
 
-def _paid_write(paid: list[_Paid], now: datetime.datetime) -> list[dict[str, Any]]:
+@dataclass
+class _Moved:
+    """What a batch moved besides its events, for the viewers: goals' new states, and PK battles."""
+
+    goals: list[dict[str, Any]] = field(default_factory=list)
+    battles: dict[int, list[str]] = field(default_factory=dict)  # battle id -> its rooms' public ids
+
+
+def _paid_write(paid: list[_Paid], now: datetime.datetime) -> _Moved:
     """Pay for, number and count every accepted gift of the batch, with one statement of each kind;
-    the room goals it moved, as viewers are told of them.
+    what it moved besides, for the broadcast.
 
     The ledger is written first, while only the accounts are locked: a room's row is taken
     last and held for as short a time as the batch allows, since every gift to the room
@@ -475,6 +484,7 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> list[dict[str, Any
     )
     rankings: Counter[tuple[int, str, str, int]] = Counter()
     gift_walls: Counter[tuple[int, int]] = Counter()
+    pk_scores: Counter[int] = Counter()
     next_seq = {room_id: advance.first_seq for room_id, advance in rooms.items()}
     for gift in paid:
         request = gift.request
@@ -504,6 +514,10 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> list[dict[str, Any
         next_seq[room.pk] += 1
         for period, key in period_keys(live_session_id=rooms[room.pk].live_session_id, at=now).items():
             rankings[(room.pk, str(period), key, sender.pk)] += gift.cost
+        if (pk_side_id := rooms[room.pk].pk_side_id) is not None:
+            # The room fights a PK battle: the gift scores for its side, and its sender supports it.
+            pk_scores[pk_side_id] += gift.cost
+            rankings[(room.pk, str(RankingEntry.Period.PK), str(pk_side_id), sender.pk)] += gift.cost
         gift_walls[(receiver.pk, gift.gift.pk)] += count
 
     writer.events_insert([gift.event for gift in paid])
@@ -515,13 +529,19 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> list[dict[str, Any
         if (goal_id := rooms[gift.request.room.pk].goal_id) is not None
     ]
     goals = writer.goals_add(goal_rows, at=now) if goal_rows else []
+    battles = writer.pk_scores_add(dict(pk_scores), at=now) if pk_scores else set()
     # Gifts to a relayed game are owed to the game from this commit on (relay.outbox).
     relayed = [gift.event for gift in paid if gift.request.game_session and gift.request.game_session.mini_game.relay]
     if relayed:
         writer.deliveries_insert([outbox.delivery_row(event) for event in relayed], at=now)
     public_ids = {gift.request.room.pk: gift.request.room.room_id for gift in paid}
     gifts_by_pk = {gift.gift.pk: gift.gift for gift in paid}
-    return [goal_payload(goal, room_id=public_ids[goal.room_id], gift=gifts_by_pk.get(goal.gift_id)) for goal in goals]
+    return _Moved(
+        goals=[
+            goal_payload(goal, room_id=public_ids[goal.room_id], gift=gifts_by_pk.get(goal.gift_id)) for goal in goals
+        ],
+        battles=writer.pk_battle_rooms(battles) if battles else {},
+    )
 
 
 def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:
@@ -572,11 +592,13 @@ def _receipt_row(
     )
 
 
-def _broadcast_on_commit(paid: list[_Paid], goals: list[dict[str, Any]]) -> None:
+def _broadcast_on_commit(paid: list[_Paid], moved: _Moved) -> None:
     payloads: dict[str, list[dict[str, Any]]] = {}
     for gift in paid:
         payloads.setdefault(gift.request.room.room_id, []).append(event_payload(gift.event))
-    goal_of = {goal["room_id"]: goal for goal in goals}
+    goal_of = {goal["room_id"]: goal for goal in moved.goals}
+    for battle_id, room_ids in moved.battles.items():
+        transaction.on_commit(functools.partial(broadcast.pk_changed, battle_id, room_ids), robust=True)
     for room_id, events in payloads.items():
         # robust: the gifts are committed by the time this runs, and the database is the source
         # of truth. A broadcast that fails (Redis down) is logged by Django and must never turn

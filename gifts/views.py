@@ -90,6 +90,7 @@ def room_page(request: HttpRequest, room_id: str) -> HttpResponse:
         "live": room.is_live,
         "game": detail["game"],
         "goal": detail["goal"],
+        "pk": detail["pk"],
         "leaderboard": leaderboard,
         "recent": recent,
         "gifts": gifts,

@@ -16,7 +16,7 @@ other but never deadlock:
 2. user accounts, in primary-key order (`accounts_lock`);
 3. room rows, in primary-key order (`rooms_advance`);
 4. upserted rows (leaderboards, gift walls), written in key order;
-5. the rooms' goals.
+5. the rooms' goals, then their PK sides.
 
 All are held until commit. Holding the room row until commit is what makes a room's seqs
 contiguous in commit order: the next batch for the room cannot number its events before
@@ -40,9 +40,9 @@ Before the batch, each request reads its room, host and open game in one join
 - `transfers_insert`, `entries_insert`: every ledger row of the batch, two INSERTs.
 - `balances_add`: one UPDATE with a CASE that applies each locked account's net change.
 - `rooms_advance`: one UPDATE ... RETURNING that adds each room's number of new events to
-  `last_seq` and returns the new value, the live session and its goal (rooms locked in pk
-  order first when there are several). It comes after the ledger, so a busy room's row is held
-  for the shortest time.
+  `last_seq` and returns the new value, the live session, its goal and its side in a
+  running PK battle (rooms locked in pk order first when there are several). It comes
+  after the ledger, so a busy room's row is held for the shortest time.
 - `combos_latest`: each (room, sender)'s newest event, through the index that serves
   `ORDER BY seq DESC LIMIT 1` per pair; read once the room is locked.
 - `events_insert`: the room events, one INSERT ... RETURNING their ids. Each names the
@@ -52,6 +52,9 @@ Before the batch, each request reads its room, host and open game in one join
   each that adds in the database (`coins = coins + excluded.coins`).
 - `goals_add`: where a room has a goal, one UPDATE ... FROM (VALUES ...) adds the batch's
   coins, or its count of the goal's gift, and RETURNs the new state for the viewers.
+- `pk_scores_add`, `pk_battle_rooms`: where a room fights a PK battle, one UPDATE adds the
+  batch's coins to its side's score (its supporters ride on `rankings_add` as the room's
+  `pk` board), and one SELECT names the battles' rooms, whose viewers are told.
 - `deliveries_insert`: the game deliveries of gifts to a relayed game (the relay's outbox,
   see relay.models), one INSERT, so that what the game is told is exactly what committed.
 - `receipts_insert`: the settled MsgIds' receipts, last, since they name their events.
@@ -64,7 +67,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-from engagement.models import Goal
+from engagement.models import Goal, PkSide
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
 from rankings.models import RankingEntry
 from relay.models import GameDelivery
@@ -227,10 +230,11 @@ class RoomAdvance(NamedTuple):
     first_seq: int  # the first of the room's new seqs
     live_session_id: int | None
     goal_id: int | None  # the live session's goal, which counts these gifts (goals_add)
+    pk_side_id: int | None  # the room's side in a running PK battle (pk_scores_add)
 
 
 def rooms_advance(new_events: dict[int, int]) -> dict[int, RoomAdvance]:
-    """Give each room `n` more seqs: {room pk: its first new seq, live session and goal}."""
+    """Give each room `n` more seqs: {room pk: its first new seq, live session, goal and PK side}."""
     table = Room._meta.db_table
     room_ids = sorted(new_events)
     with connection.cursor() as cursor:
@@ -242,12 +246,12 @@ def rooms_advance(new_events: dict[int, int]) -> dict[int, RoomAdvance]:
             )
         cursor.execute(
             f"UPDATE {table} SET last_seq = last_seq + CASE id {' '.join(['WHEN %s THEN %s'] * len(room_ids))} END "
-            f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id, goal_id",
+            f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id, goal_id, pk_side_id",
             [*_flat((room_id, new_events[room_id]) for room_id in room_ids), *room_ids],
         )
         return {
-            room_id: RoomAdvance(last_seq - new_events[room_id] + 1, live_session_id, goal_id)
-            for room_id, last_seq, live_session_id, goal_id in cursor.fetchall()
+            room_id: RoomAdvance(last_seq - new_events[room_id] + 1, *room)
+            for room_id, last_seq, *room in cursor.fetchall()
         }
 
 
@@ -435,6 +439,41 @@ def goals_add(rows: Sequence[tuple[int, int, int, int]], *, at: datetime.datetim
             row[6] = _datetime_from_db(row[6])  # reached_at
             goals.append(Goal.from_db(connection.alias, GOAL_COLUMNS, row))
         return goals
+
+
+def pk_scores_add(changes: dict[int, int], *, at: datetime.datetime) -> set[int]:
+    """Add coins to PK sides' scores, {side pk: coins} (negative to take back); the battles they belong to.
+
+    The sides are those the rooms' rows named under their locks: a battle's end clears them
+    under the same locks, so no gift is added after its room's `pk_end`.
+    """
+    changes = {side_id: coins for side_id, coins in changes.items() if coins}
+    if not changes:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {PkSide._meta.db_table} SET score = score + CASE id "
+            f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END, updated_at = %s "
+            f"WHERE id IN ({_in_list(len(changes))}) RETURNING battle_id",
+            [*_flat(sorted(changes.items())), _datetime(at), *sorted(changes)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def pk_battle_rooms(battle_ids: Iterable[int]) -> dict[int, list[str]]:
+    """{battle pk: the public ids of its rooms}: whom to tell that a batch moved its scores."""
+    battle_ids = sorted(set(battle_ids))
+    rooms: dict[int, list[str]] = {battle_id: [] for battle_id in battle_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.battle_id, r.room_id FROM {PkSide._meta.db_table} s "
+            f"JOIN {Room._meta.db_table} r ON r.id = s.room_id "
+            f"WHERE s.battle_id IN ({_in_list(len(battle_ids))}) ORDER BY s.id",
+            battle_ids,
+        )
+        for battle_id, room_id in cursor.fetchall():
+            rooms[battle_id].append(room_id)
+    return rooms
 
 
 # --- helpers --------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ class RankingEntry(models.Model):
     """One sender's total in one room for one period.
 
     `period_key` names the period: the live session's id for `live`, the UTC date for `day`,
-    the Monday of the ISO week for `week`, and `all` for all time. `reached_at` is when the
+    the Monday of the ISO week for `week`, `all` for all time, and the room's side's id for
+    `pk` (its supporters in a PK battle, engagement.models.PkSide). `reached_at` is when the
     sender reached their current total, so ties go to whoever got there first.
     """
 
@@ -18,6 +19,7 @@ class RankingEntry(models.Model):
         DAY = "day", "today (UTC)"
         WEEK = "week", "this week (UTC, from Monday)"
         ALL = "all", "all time"
+        PK = "pk", "a PK battle"
 
     # Indexed by the one-row-per-sender constraint and `ranking_top`, which lead with it.
     room = models.ForeignKey("gifts.Room", on_delete=models.CASCADE, related_name="ranking_entries", db_index=False)
@@ -39,3 +41,7 @@ class RankingEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room} {self.period} {self.period_key}: {self.profile} {self.coins}"
+
+
+# The periods of the room leaderboards viewers ask for (a PK's supporters come with the PK).
+BOARD_PERIODS = [(value, label) for value, label in RankingEntry.Period.choices if value != RankingEntry.Period.PK]

@@ -7,7 +7,7 @@ Lock order, the same as the gift writer's (gifts.writer) with one lock in front:
 1. the sender's coins and the receiver's earnings, in primary-key order;
 2. the room row (its next seq);
 3. the leaderboard and gift-wall rows;
-4. the room's goal;
+4. the room's goal, then its side in a running PK battle;
 5. the gift's game delivery (the relay locks deliveries only, never the rows above).
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
-from engagement.services import goal_take_back
+from engagement.selectors import pk_room_ids
+from engagement.services import goal_take_back, pk_take_back
 from gifting_site.errors import SendNotFound
 from gifting_site.logs import fields
 from gifts import broadcast, writer
@@ -59,8 +60,9 @@ def gift_refund(
     The receiver's earnings give back their share and `platform:revenue` the rest; where the
     earnings no longer hold the share (paid out since), `platform:revenue` covers the
     shortfall and the transfer's memo says so. The leaderboards of every period that counted
-    the gift, the receiver's gift wall and the goal that counted it go down, a `reversal` event takes the room's next
-    seq and is broadcast after commit, and a delivery still owed to the game is cancelled.
+    the gift, the receiver's gift wall, and the goal and running PK battle that counted it go
+    down; a `reversal` event takes the room's next seq and is broadcast after commit, and a
+    delivery still owed to the game is cancelled.
     """
     # The event row only (`of`): locking the joined room, people and gift too would block the
     # key-share locks every gift's INSERT takes on them while this waits for their accounts.
@@ -103,7 +105,8 @@ def gift_refund(
         created_by=staff_user,
     )
 
-    seq = writer.rooms_advance({gift.room_id: 1})[gift.room_id].first_seq
+    advance = writer.rooms_advance({gift.room_id: 1})[gift.room_id]
+    seq = advance.first_seq
     reversal = GiftEvent.objects.create(
         room=gift.room,
         seq=seq,
@@ -123,6 +126,7 @@ def gift_refund(
     _boards_take_back(gift)
     HostGiftCount.objects.filter(host=gift.receiver, gift=gift.gift).update(count=F("count") - gift.count)
     goal = goal_take_back(gift)
+    battle_id = pk_take_back(gift, advance.pk_side_id)
     delivery_cancel(event_id=gift.pk, staff_user=staff_user)
 
     refund = Refund.objects.create(
@@ -140,6 +144,9 @@ def gift_refund(
     payload = event_payload(reversal)
     # robust: the refund is committed; a viewer who missed the broadcast reads it back with `since`.
     transaction.on_commit(lambda: broadcast.gift_events_committed(gift.room.room_id, [payload], goal=goal), robust=True)
+    if battle_id is not None:
+        room_ids = pk_room_ids(battle_id)
+        transaction.on_commit(lambda: broadcast.pk_changed(battle_id, room_ids), robust=True)
     logger.info(
         "gift refunded: room %s seq %s, %s coins back to %s",
         gift.room.room_id,

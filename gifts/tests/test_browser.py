@@ -396,6 +396,71 @@ def test_the_goal_bar_fills_with_gifts_announces_the_goal_once_and_gives_back_re
         context.close()
 
 
+def start_pk_through_the_server_api(base: str, room_ids: list[str], duration_s: int) -> dict:
+    """StartPK as the demo's business server (AppId 1000001) calls it."""
+    app_id, secret, nonce, timestamp = "1000001", "demo-secret", uuid.uuid4().hex[:16], str(int(time.time()))
+    signature = hashlib.md5(f"{app_id}{nonce}{secret}{timestamp}".encode()).hexdigest()
+    query = urlencode(
+        {
+            "Action": "StartPK",
+            "AppId": app_id,
+            "SignatureNonce": nonce,
+            "Timestamp": timestamp,
+            "SignatureVersion": "2.0",
+            "Signature": signature,
+        }
+    )
+    request = urllib.request.Request(
+        f"{base}/api/v1/?{query}",
+        data=json.dumps({"RoomIds": room_ids, "DurationS": duration_s}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_pk_battle_shows_both_scores_and_a_countdown_then_its_winner(server, browser):
+    # given a viewer in room456 and user5 signed in to send
+    watcher_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    watcher = watcher_context.new_page()
+    watcher.goto(f"{server}/rooms/room456/")
+    wait_connected(watcher)
+    pk = watcher.locator("#pk")
+    expect(pk).to_be_hidden()
+
+    # when a business server starts a 10-second battle between room456 and room123
+    answer = start_pk_through_the_server_api(server, ["room456", "room123"], 10)
+    assert answer["Code"] == 0, answer
+
+    # then the panel appears with both sides and a countdown
+    expect(pk).to_be_visible(timeout=WAIT_MS)
+    here = watcher.locator('#pk-sides .pk-side[data-room-id="room456"]')
+    there = watcher.locator('#pk-sides .pk-side[data-room-id="room123"]')
+    expect(here.locator(".pk-score")).to_have_text("0")
+    expect(there.locator(".pk-score")).to_have_text("0")
+    expect(watcher.locator("#pk-status")).to_have_text(re.compile(r"^0:(0\d|10) left$"))
+
+    # and a car in room456 scores for it on the page
+    sender_context = browser.new_context(viewport={"width": 1280, "height": 860})
+    sender = sender_context.new_page()
+    log_in(sender, server, "user5", "room456")
+    sender.locator(".gift-option", has_text="Car").click()
+    sender.get_by_role("button", name="Send Car").click()
+    expect(here.locator(".pk-score")).to_have_text("500", timeout=WAIT_MS)
+    expect(here).to_contain_text("Viewer 5")  # its top supporter
+    expect(sender.locator('#pk-sides .pk-side[data-room-id="room456"] .pk-score')).to_have_text("500")
+    screenshot(watcher, "room456-pk.png")
+
+    # and when the time is up, with nobody sending, the page names the winner and the feed the end
+    expect(watcher.locator("#pk-status")).to_have_text("Winner: room456", timeout=15_000)
+    expect(here).to_have_class(re.compile(r"\bis-winner\b"))
+    expect(watcher.locator("#feed .feed-pk-end")).to_have_count(1)
+    screenshot(watcher, "room456-pk-ended.png")
+
+    for context in (watcher_context, sender_context):
+        context.close()
+
+
 def test_game_room_asks_to_join_before_game_gifts(server, browser):
     # given user4 in room123, where Tiny Love War has started and user4 has not joined
     context = browser.new_context(viewport={"width": 1280, "height": 860})

@@ -40,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from engagement.services import pk_battle_start
 from gifting_site.wsgi import application
 from gifts.api import GiftSendThrottle
 from gifts.models import FailedDelivery, GiftEvent, GiftReceipt, Room
@@ -64,6 +65,7 @@ CALLBACK_SECRET = "fuzz-callback-secret"
 # hosts and gifts instead of stopping at "not found".
 ROOM_IDS = ["room123", "room456"]
 PERSON_IDS = ["anchor111", "anchor222", "user1", "user2"]
+PK_IDS = [999_999]  # and the battle the demo data's fixture starts
 GIFT_IDS = ["g1", "rose", "car", "nope"]
 VALUES = [1, 10, 66, 2]
 PASSWORDS = ["demo-pass", "wrong-pass"]
@@ -102,6 +104,9 @@ def viewer_token(monkeypatch, settings, wsgi_keeps_the_test_transaction):
     cache.clear()
     call_command("seed_demo", stdout=io.StringIO())
     game_join(room=Room.objects.get(room_id="room123"), profile=Profile.objects.get(user_id="user1"))
+    # A PK battle between the demo rooms, so its endpoints answer with a real one too.
+    battle = pk_battle_start(room_ids=ROOM_IDS, duration_s=3600, source="staff")
+    PK_IDS[:] = [battle.pk, 999_999]
     token, _ = Token.objects.get_or_create(user=get_user_model().objects.get(username="user1"))
     yield token.key
     cache.clear()
@@ -112,7 +117,7 @@ def viewer_token(monkeypatch, settings, wsgi_keeps_the_test_transaction):
 
 def known_path_parameters(draw, case) -> None:
     if case.path_parameters and draw(st.booleans()):
-        choices = {"room_id": ROOM_IDS, "user_id": PERSON_IDS, "msg_id": ["a1", "b2", "nope"]}
+        choices = {"room_id": ROOM_IDS, "user_id": PERSON_IDS, "msg_id": ["a1", "b2", "nope"], "pk_id": PK_IDS}
         case.path_parameters = {name: draw(st.sampled_from(choices[name])) for name in case.path_parameters}
 
 

@@ -9,7 +9,7 @@ from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
 from gifts.services import game_for_gifts, game_session_end, game_session_open, gifts_send, room_for_gifts
 from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, gift_request, started_game
-from rankings.models import RankingEntry
+from rankings.models import BOARD_PERIODS
 from rankings.selectors import leaderboard_top
 from wallets.models import Account
 from wallets.selectors import account_balance, profile_balances
@@ -95,7 +95,7 @@ def test_leaderboards_and_gift_walls_add_up_every_gift_of_a_batch(room, rose):
         + [gift_request(other, room, "d", num=10)]
     )
 
-    for period in RankingEntry.Period:
+    for period, _ in BOARD_PERIODS:
         top = leaderboard_top(room=room, period=period)
         assert [(entry["user_id"], entry["coins"]) for entry in top] == [("other", 110), ("fan", 50)]
     assert HostGiftCount.objects.get(host=room.host).count == 16

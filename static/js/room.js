@@ -66,6 +66,7 @@
 
   function feedItem(event) {
     if (event.kind === "reversal") return reversalItem(event);
+    if (event.kind === "pk_end") return pkEndItem(event);
     return el(
       "li",
       { class: "feed-item feed-item-new", "data-seq": event.seq, "data-msg-id": event.msg_id },
@@ -109,6 +110,16 @@
         " was refunded ",
         el("span", { class: "feed-refunded-coins", text: `−${fmt(event.coins)}` })
       )
+    );
+  }
+
+  /* The end of a PK battle: the gifts above it counted, the ones after it do not. */
+  function pkEndItem(event) {
+    return el(
+      "li",
+      { class: "feed-item feed-item-new feed-pk-end", "data-seq": event.seq },
+      el("span", { class: "avatar", "aria-hidden": "true", text: "⚔" }),
+      el("span", { class: "feed-text" }, "PK battle over")
     );
   }
 
@@ -386,6 +397,62 @@
     box.classList.add("goal-celebrate");
   }
 
+  /* ------------------------------------------------------------ pk battle ------ */
+
+  let pk = null;
+  let pkTimer = null;
+
+  /* The battle this room fights (or just fought); null: none. Older states of it are ignored. */
+  function pkRender(next) {
+    if (next && pk && next.pk_id === pk.pk_id && next.at < pk.at) return;
+    pk = next && (next.state === "running" || next.state === "ended") ? next : null;
+    const box = $("pk");
+    box.hidden = !pk;
+    if (pkTimer) clearInterval(pkTimer);
+    pkTimer = null;
+    if (!pk) return;
+    const total = pk.sides.reduce((sum, side) => sum + side.score, 0);
+    const sides = $("pk-sides");
+    sides.replaceChildren();
+    for (const side of pk.sides) {
+      const share = total ? (side.score * 100) / total : 100 / pk.sides.length;
+      const fill = el("div", { class: "pk-fill" });
+      fill.style.width = `${share.toFixed(1)}%`;
+      const classes = ["pk-side"];
+      if (side.room_id === state.room_id) classes.push("is-here");
+      if (pk.state === "ended" && side.room_id === pk.winner_room_id) classes.push("is-winner");
+      sides.append(
+        el(
+          "li",
+          { class: classes.join(" "), "data-room-id": side.room_id },
+          el(
+            "div",
+            { class: "pk-side-head" },
+            el("span", { class: "pk-room", text: side.room_id }),
+            el("span", { class: "pk-host muted", text: side.host_id }),
+            el("strong", { class: "pk-score", text: fmt(side.score) })
+          ),
+          el("div", { class: "pk-track" }, fill),
+          side.top.length
+            ? el("p", { class: "pk-top muted", text: `Top: ${side.top.map((fan) => fan.nickname).join(", ")}` })
+            : null
+        )
+      );
+    }
+    pkClock();
+    if (pk.state === "running") pkTimer = setInterval(pkClock, 1000);
+  }
+
+  function pkClock() {
+    const status = $("pk-status");
+    if (pk.state === "ended") {
+      status.textContent = pk.winner_room_id ? `Winner: ${pk.winner_room_id}` : "A tie!";
+      return;
+    }
+    const left = Math.max(0, Math.ceil((Date.parse(pk.ends_at) - Date.now()) / 1000));
+    status.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
+  }
+
   /* ------------------------------------------------------ sequence keeping ------ */
 
   let lastSeq = Number(state.seq) || 0;
@@ -400,6 +467,7 @@
       if (event.sender.user_id === me) coinsRefresh();
       return;
     }
+    if (event.kind !== "gift") return;
     if (animate) animEnqueue(event);
   }
 
@@ -430,6 +498,7 @@
     gameRender(message.game);
     if (!message.goal) goal = null; // a new live session has none yet
     goalRender(message.goal || null, false);
+    if (message.pk || (pk && pk.state === "running")) pkRender(message.pk || null);
     if (message.seq < lastSeq) {
       // The room numbers its gifts from scratch again (its data was reset): start over.
       pending.clear();
@@ -556,6 +625,9 @@
         break;
       case "goal":
         goalRender(data, true);
+        break;
+      case "pk":
+        pkRender(data);
         break;
       case "room":
         if ("live" in data) liveRender(Boolean(data.live));
@@ -832,6 +904,7 @@
   boardRender(state.leaderboard || [], -1);
   gameRender(state.game);
   goalRender(state.goal || null, false);
+  pkRender(state.pk || null);
   liveRender(Boolean(state.live));
   connect();
 

@@ -5,6 +5,7 @@ import threading
 
 from django.core.management.base import BaseCommand
 
+from engagement.clock import pk_clock_start
 from relay.services import Relay
 
 
@@ -31,6 +32,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        # A relay process also ends PK battles on time, as every server process does (engagement.clock).
+        pk_clock_start()
         self.stdout.write(f"game relay {relay.owner} running; SIGTERM stops it")
         relay.run(stop)
         self.stdout.write("game relay stopped")
