@@ -58,12 +58,15 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def seed(env: dict[str, str], *, rooms: int, senders: int, coins: int, out: Path, goal: bool = False) -> dict:
+def seed(
+    env: dict[str, str], *, rooms: int, senders: int, coins: int, out: Path, goal: bool = False, pk_seconds: int = 0
+) -> dict:
     """Migrate and seed through bench/seed.py; returns {rooms: [...], senders: [{user_id, token}], ...}."""
     manage(env, "migrate", "--no-input")
     subprocess.run(
         [PYTHON, str(ROOT / "bench" / "seed.py"), str(rooms), str(senders), str(coins), str(out)]
-        + (["--goal"] if goal else []),
+        + (["--goal"] if goal else [])
+        + (["--pk", str(pk_seconds)] if pk_seconds else []),
         cwd=ROOT,
         env=env,
         check=True,

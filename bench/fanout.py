@@ -3,7 +3,7 @@
     python bench/fanout.py [--viewers 1000] [--rate 200] [--seconds 30] [--server uvicorn-1]
                            [--http-server gunicorn-2]
                            [--window-ms 100] [--viewer-processes N] [--compression deflate|none]
-                           [--only both|giftstream|reference]
+                           [--only both|giftstream|reference] [--goal] [--pk]
 
 One command runs two phases, one after the other on the same machine, and prints them side by
 side with their ratio:
@@ -30,6 +30,12 @@ side with their ratio:
    broadcasts each merge window's events as one message with `websockets.broadcast`. It is
    the floor: what fan-out costs in Python with no database, channel layer or per-viewer outbox.
    It sends only `gifts` messages; Giftstream also sends `leaderboard` ones (counted by type).
+
+With `--pk` Giftstream seeds two rooms fighting a PK battle that outlasts the run: the viewer
+processes watch the rooms in turn (half the viewers each at the default one process per 500)
+and the gifts go to the rooms in turn. Each `pk` message's latency is its read time minus its
+`at`, when the scores it shows last changed (stamped inside the gift transaction, as an
+event's `at` is). The reference keeps one room.
 
 Measured per phase:
 
@@ -138,7 +144,7 @@ class SendLog:
     first_sent: float | None = None
     last_answer: float = 0.0
 
-    def summary(self, rate: float, last_seq: int) -> dict[str, Any]:
+    def summary(self, rate: float, last_seqs: dict[str, int]) -> dict[str, Any]:
         ok = len(self.answer)
         elapsed = max(self.last_answer - (self.first_sent or 0.0), 1e-9)
         return {
@@ -154,7 +160,8 @@ class SendLog:
             "commit_p99_ms": round(percentile(self.commit, 0.99) * 1000, 1),
             "lag_p99_ms": round(percentile(self.lag, 0.99) * 1000, 1),
             "lag_max_ms": round(max(self.lag, default=0.0) * 1000, 1),
-            "last_seq": last_seq,
+            "last_seq": sum(last_seqs.values()),
+            "last_seqs": last_seqs,
             "template": self.template,
         }
 
@@ -180,9 +187,8 @@ async def schedule(queue: asyncio.Queue, total: int, rate: float, workers: int) 
 async def send_to_giftstream(config: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     log = SendLog()
-    tokens = config["tokens"]
+    tokens, rooms = config["tokens"], config["rooms"]
     queue: asyncio.Queue = asyncio.Queue()
-    path = f"/api/rooms/{config['room']}/gifts/"
 
     async def worker() -> None:
         connection = HttpConnection(config["port"])
@@ -192,6 +198,7 @@ async def send_to_giftstream(config: dict[str, Any]) -> dict[str, Any]:
                 log.statuses[NOT_SENT] += 1
                 continue
             body = {"gift_id": "rose", "msg_id": f"fanout-{number}"}
+            path = f"/api/rooms/{rooms[number % len(rooms)]}/gifts/"
             headers = {"Authorization": f"Token {tokens[number % len(tokens)]}"}
             sent, sent_wall = loop.time(), time.time()
             log.first_sent = sent if log.first_sent is None else log.first_sent
@@ -213,13 +220,16 @@ async def send_to_giftstream(config: dict[str, Any]) -> dict[str, Any]:
     workers = config["connections"]
     total = int(config["rate"] * config["seconds"])
     await asyncio.gather(schedule(queue, total, config["rate"], workers), *(worker() for _ in range(workers)))
-    # The room's own count, not the answers': a gift committed whose answer was lost still counts.
+    # The rooms' own counts, not the answers': a gift committed whose answer was lost still counts.
     reader = HttpConnection(config["port"])
-    status, room = await reader.request("GET", f"/api/rooms/{config['room']}/", None, {})
+    last_seqs = {}
+    for room_id in rooms:
+        status, room = await reader.request("GET", f"/api/rooms/{room_id}/", None, {})
+        if status != 200:
+            raise RuntimeError(f"GET /api/rooms/{room_id}/ answered {status}: {room}")
+        last_seqs[room_id] = room["seq"]
     await reader.close()
-    if status != 200:
-        raise RuntimeError(f"GET /api/rooms/{config['room']}/ answered {status}: {room}")
-    return log.summary(config["rate"], room["seq"])
+    return log.summary(config["rate"], last_seqs)
 
 
 async def send_to_reference(config: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +244,7 @@ async def send_to_reference(config: dict[str, Any]) -> dict[str, Any]:
     last_seq = 0
 
     async with connect(
-        f"ws://127.0.0.1:{config['port']}/publish/{config['room']}", compression=None, proxy=None
+        f"ws://127.0.0.1:{config['port']}/publish/{config['rooms'][0]}", compression=None, proxy=None
     ) as publisher:
 
         async def read_answers() -> None:
@@ -274,7 +284,7 @@ async def send_to_reference(config: dict[str, Any]) -> dict[str, Any]:
             log.statuses["unanswered"] += len(sent_at)
         reader.cancel()
     log.template = config["template"]
-    return log.summary(config["rate"], last_seq)
+    return log.summary(config["rate"], {config["rooms"][0]: last_seq})
 
 
 def sender_main(config_path: Path) -> None:
@@ -374,12 +384,14 @@ def phase_run(
     target: Target, arguments: argparse.Namespace, children: Children, work: Path, sender_config: dict[str, Any]
 ) -> dict[str, Any]:
     """Connect the viewers, send the gifts, collect every tally. Returns the phase's numbers."""
-    url = f"ws://127.0.0.1:{target.port}/ws/rooms/{ROOM}/"
     origin = f"http://127.0.0.1:{target.port}"
+    rooms = sender_config["rooms"]
     shares = [len(part) for part in split(arguments.viewers, arguments.viewer_processes)]
     viewers = []
     for number, count in enumerate(shares):
         tag = f"{target.name}-viewers-{number}"
+        # With several rooms (a PK battle), each viewer process watches one, in turn.
+        url = f"ws://127.0.0.1:{target.port}/ws/rooms/{rooms[number % len(rooms)]}/"
         command = [PYTHON, str(BENCH / "fanout_viewers.py"), url, origin, str(count)]
         command += ["--compression", arguments.compression, "--tag", tag]
         process = children.start(command, work / f"{tag}.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -412,9 +424,10 @@ def phase_run(
     sent = json.loads(Path(sender_config["out"]).read_text())
     print(f"  {target.name}: {sent['ok']} gifts sent, room at seq {sent['last_seq']}", flush=True)
 
-    for _tag, process in viewers:
+    expects = [sent["last_seqs"][rooms[number % len(rooms)]] for number in range(len(viewers))]
+    for (_tag, process), expect in zip(viewers, expects, strict=True):
         assert process.stdin is not None
-        process.stdin.write(json.dumps({"expect": sent["last_seq"], "drain": arguments.drain}).encode() + b"\n")
+        process.stdin.write(json.dumps({"expect": expect, "drain": arguments.drain}).encode() + b"\n")
         process.stdin.flush()
     deadline = time.monotonic() + arguments.drain + 120
     results = [read_json_line(process, deadline, tag) for tag, process in viewers]
@@ -424,6 +437,7 @@ def phase_run(
         children.stop(process)
     return {
         "viewers": connected,
+        "events_expected": sum(r["ready"] * expect for r, expect in zip(ready, expects, strict=True)),
         "connect_errors": dict(connect_errors),
         "sent": sent,
         "rss_idle_mb": rss_idle,
@@ -466,7 +480,17 @@ def giftstream_phase(
     )
     total = int(arguments.rate * arguments.seconds)
     coins = total // arguments.senders + 100
-    seeded = seed(env, rooms=1, senders=arguments.senders, coins=coins, out=work / "seed.json", goal=arguments.goal)
+    # A PK battle outlasts the run: the gifts, the drain, and the viewers' connecting.
+    pk_seconds = min(3600, int(arguments.seconds + arguments.drain + 120 + 0.1 * arguments.viewers))
+    seeded = seed(
+        env,
+        rooms=2 if arguments.pk else 1,
+        senders=arguments.senders,
+        coins=coins,
+        out=work / "seed.json",
+        goal=arguments.goal,
+        pk_seconds=pk_seconds if arguments.pk else 0,
+    )
     server = Server(arguments.server, arguments.port or free_port(), env, log=work / "server.log")
     cleanup.append(server.stop)
     server.start(timeout=60)
@@ -484,7 +508,7 @@ def giftstream_phase(
     config = {
         "target": "giftstream",
         "port": send_port,
-        "room": seeded["rooms"][0],
+        "rooms": seeded["rooms"],
         "tokens": [person["token"] for person in seeded["senders"]],
         "rate": arguments.rate,
         "seconds": arguments.seconds,
@@ -513,7 +537,7 @@ def reference_phase(
     config = {
         "target": "reference",
         "port": port,
-        "room": ROOM,
+        "rooms": [ROOM],
         "tokens": [f"sender-{n}" for n in range(arguments.senders)],
         "rate": arguments.rate,
         "seconds": arguments.seconds,
@@ -544,10 +568,12 @@ def histogram_percentile(histogram: Counter[int], fraction: float) -> float:
 
 def summarize(phase: dict[str, Any], arguments: argparse.Namespace) -> dict[str, Any]:
     histogram: Counter[int] = Counter()
+    pk_histogram: Counter[int] = Counter()
     messages: Counter[str] = Counter()
     tallies: Counter[str] = Counter()
     for client in phase["clients"]:
         histogram.update({int(ms): n for ms, n in client["latency_ms"].items()})
+        pk_histogram.update({int(ms): n for ms, n in client.get("pk_latency_ms", {}).items()})
         messages.update(client["messages"])
         for key in ("missing", "skipped", "duplicates", "beyond", "out_of_order", "snapshots", "closed_early"):
             tallies[key] += client[key]
@@ -555,7 +581,7 @@ def summarize(phase: dict[str, Any], arguments: argparse.Namespace) -> dict[str,
     sent = phase["sent"]
     viewers = max(phase["viewers"], 1)
     seconds = max(sent["elapsed_s"], 1e-9)
-    expected = phase["viewers"] * sent["last_seq"]
+    expected = phase["events_expected"]
     cpu_share = [c["cpu_s"] / max(c["wall_s"], 1e-9) * 100 for c in phase["clients"]]
     return {
         "viewers": phase["viewers"],
@@ -573,6 +599,8 @@ def summarize(phase: dict[str, Any], arguments: argparse.Namespace) -> dict[str,
         "p50": histogram_percentile(histogram, 0.50),
         "p99": histogram_percentile(histogram, 0.99),
         "p999": histogram_percentile(histogram, 0.999),
+        "pk_p50": histogram_percentile(pk_histogram, 0.50) if pk_histogram else float("nan"),
+        "pk_p99": histogram_percentile(pk_histogram, 0.99) if pk_histogram else float("nan"),
         "max": float(max(histogram, default=float("nan"))),
         "events_expected": expected,
         "events_received": sum(histogram.values()),
@@ -606,6 +634,8 @@ ROWS = [
     ("commit->receive p99 ms", "p99", "{:.0f}"),
     ("commit->receive p99.9 ms", "p999", "{:.0f}"),
     ("commit->receive max ms", "max", "{:.0f}"),
+    ("pk msg change->receive p50 ms", "pk_p50", "{:.0f}"),
+    ("pk msg change->receive p99 ms", "pk_p99", "{:.0f}"),
     ("events expected (viewers x N)", "events_expected", "{:.0f}"),
     ("events received (first copies)", "events_received", "{:.0f}"),
     ("lost (missing seqs)", "lost", "{:.0f}"),
@@ -690,6 +720,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--pool", type=int, default=8, help="DATABASE_POOL_SIZE per server process")
     parser.add_argument("--drain", type=float, default=10.0, help="seconds viewers may take to reach the last seq")
     parser.add_argument("--goal", action="store_true", help="the room has a goal: a `goal` message per window")
+    parser.add_argument(
+        "--pk", action="store_true", help="two rooms in a PK battle, half the viewers in each, gifts to both in turn"
+    )
     parser.add_argument("--only", choices=["both", "giftstream", "reference"], default="both")
     parser.add_argument("--database", default="giftstream_bench_fanout")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))

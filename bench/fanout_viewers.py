@@ -16,6 +16,9 @@ in (first snapshot's seq, N] was received once (good), never and not covered by 
 snapshot (missing), never but covered by a later snapshot (skipped), or more than once
 (duplicates). An event whose seq is not the next expected one is counted as out of order.
 
+A `pk` message's latency is its read time minus its `at`: when the battle's scores last
+changed, stamped like an event's `at` inside the transaction that changed them.
+
 Latency is taken for each first receipt of an event by a viewer: the wall-clock time the
 message was read minus the event's `at` (the server's commit-time stamp, UTC ISO; same
 machine, same clock). It is kept as a histogram in whole milliseconds rather than a list:
@@ -74,6 +77,9 @@ class Parser:
             parsed = Parsed(kind, seqs=tuple(e["seq"] for e in events), ats=tuple(self._at(e["at"]) for e in events))
         elif kind == "snapshot":
             parsed = Parsed(kind, seq=message["seq"])
+        elif kind == "pk":
+            # A PK battle's scores: `at` is when they last changed (the commit of the gift that moved them).
+            parsed = Parsed(kind, ats=(self._at(message["at"]),))
         else:
             parsed = Parsed(kind)
         if len(self.cache) >= PARSED_CACHE_SIZE:
@@ -117,6 +123,9 @@ class Viewer:
                     counts[seq] = seen + 1
                 if seq >= self.next_seq:
                     self.next_seq = seq + 1
+        elif parsed.kind == "pk":
+            latency_ms = int((now - parsed.ats[0]) * 1000)
+            tally.pk_latency_ms[latency_ms if latency_ms > 0 else 0] += 1
         elif parsed.kind == "snapshot":
             assert parsed.seq is not None
             if self.first_seq is None:
@@ -156,6 +165,7 @@ class Tally:
     def __init__(self) -> None:
         self.messages: Counter[str] = Counter()
         self.latency_ms: Counter[int] = Counter()
+        self.pk_latency_ms: Counter[int] = Counter()  # per `pk` message: read time minus its `at`
         self.out_of_order = 0
         self.snapshots = 0  # after the first, per viewer
         self.missing = 0
@@ -291,6 +301,7 @@ async def main(url: str, origin: str, count: int, compression: str | None, tag: 
             "cpu_s": round(sum(os.times()[:2]) - cpu_at_ready, 2),
             "wall_s": round(time.monotonic() - wall_at_ready, 2),
             "latency_ms": {str(ms): n for ms, n in sorted(tally.latency_ms.items())},
+            "pk_latency_ms": {str(ms): n for ms, n in sorted(tally.pk_latency_ms.items())},
         }
     )
 

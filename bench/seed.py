@@ -1,9 +1,10 @@
-"""Seed a benchmark database: `python bench/seed.py ROOMS SENDERS COINS OUT.json [--goal]`.
+"""Seed a benchmark database: `python bench/seed.py ROOMS SENDERS COINS OUT.json [--goal] [--pk SECONDS]`.
 
 Rooms `bench-room-<n>` hosted by `bench-host-<n>`, live; senders `bench-viewer-<n>` with COINS
 coins each (a real top-up transfer) and an API token; gift `rose` (price 1); a server-API app
 `bench-app`; with `--goal`, every room has a coins goal its gifts count towards. Writes the
-room ids, the senders' tokens and the app's secret to OUT.json for the load clients.
+room ids, the senders' tokens and the app's secret to OUT.json for the load clients. With
+`--pk SECONDS`, the rooms fight a PK battle of that length, started last.
 """
 
 import json
@@ -17,13 +18,14 @@ django.setup()
 
 from rest_framework.authtoken.models import Token  # noqa: E402
 
-from engagement.services import room_goal_set  # noqa: E402
+from engagement.models import PkBattle  # noqa: E402
+from engagement.services import pk_battle_start, room_goal_set  # noqa: E402
 from gifts.models import Gift, Room, ServerApp  # noqa: E402
 from gifts.services import room_go_live  # noqa: E402
 from wallets.services import profile_create, topup_create  # noqa: E402
 
 
-def main(rooms: int, senders: int, coins: int, out: Path, goal: bool = False) -> None:
+def main(rooms: int, senders: int, coins: int, out: Path, goal: bool = False, pk_seconds: int = 0) -> None:
     Gift.objects.get_or_create(gift_id="rose", defaults={"name": "Rose", "price": 1, "icon": "/static/rose.svg"})
     app, _ = ServerApp.objects.get_or_create(app_id="bench-app", defaults={"secret": "bench-secret-0123456789"})
     room_ids = []
@@ -39,6 +41,8 @@ def main(rooms: int, senders: int, coins: int, out: Path, goal: bool = False) ->
         profile = profile_create(user_id=f"bench-viewer-{index}", nickname=f"Viewer {index}")
         topup_create(profile=profile, amount=coins, reference=f"bench-{profile.user_id}")
         people.append(profile)
+    if pk_seconds:
+        pk_battle_start(room_ids=room_ids, duration_s=pk_seconds, source=PkBattle.Source.STAFF)
     tokens = Token.objects.bulk_create([Token(key=Token.generate_key(), user=p.login) for p in people])
     out.write_text(
         json.dumps(
@@ -53,4 +57,12 @@ def main(rooms: int, senders: int, coins: int, out: Path, goal: bool = False) ->
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), goal="--goal" in sys.argv[5:])
+    options = sys.argv[5:]
+    main(
+        int(sys.argv[1]),
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        Path(sys.argv[4]),
+        goal="--goal" in options,
+        pk_seconds=int(options[options.index("--pk") + 1]) if "--pk" in options else 0,
+    )

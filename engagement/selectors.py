@@ -3,13 +3,12 @@
 import datetime
 from typing import Any
 
-from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Sum, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Sum, When, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from engagement.models import Goal, PkBattle, PkSide
 from gifts.models import Gift, GiftEvent, Room
 from rankings.models import RankingEntry
-from rankings.selectors import leaderboard_top
 from wallets.selectors import AuditCheck, audit_check
 
 
@@ -87,6 +86,7 @@ def pk_payload(battle: PkBattle) -> dict[str, Any]:
     `at` is when a score or the state last changed, so a viewer can tell how fresh it is.
     """
     sides = list(battle.sides.select_related("room", "host").order_by("pk"))
+    top = pk_supporters(sides)
     changed = [side.updated_at for side in sides] + [battle.ended_at or battle.starts_at or battle.created_at]
     return {
         "pk_id": battle.pk,
@@ -101,20 +101,44 @@ def pk_payload(battle: PkBattle) -> dict[str, Any]:
                 "host_id": side.host.user_id,
                 "accepted": side.accepted_at is not None,
                 "score": side.score,
-                "top": pk_supporters(side),
+                "top": top.get(side.pk, []),
             }
             for side in sides
         ],
     }
 
 
-def pk_supporters(side: PkSide) -> list[dict[str, Any]]:
-    return [
-        {"user_id": entry["user_id"], "nickname": entry["nickname"], "coins": entry["coins"]}
-        for entry in leaderboard_top(
-            room=side.room, period=RankingEntry.Period.PK, key=str(side.pk), limit=PK_TOP_SUPPORTERS
+def pk_supporters(sides: list[PkSide]) -> dict[int, list[dict[str, Any]]]:
+    """Each side's top supporters, {side pk: [{user_id, nickname, coins}]}, in one query.
+
+    A side's supporters are its room's `pk` board keyed by the side's id; ties go to whoever
+    got there first, as on every leaderboard. The viewers' `pk` messages read this up to
+    once a window, so it is one statement however many sides there are.
+    """
+    ranked = (
+        RankingEntry.objects.filter(
+            room_id__in=[side.room_id for side in sides],
+            period=RankingEntry.Period.PK,
+            period_key__in=[str(side.pk) for side in sides],
+            coins__gt=0,
         )
-    ]
+        .annotate(
+            place=Window(
+                RowNumber(),
+                partition_by=F("period_key"),
+                order_by=[F("coins").desc(), F("reached_at").asc(), F("id").asc()],
+            )
+        )
+        .filter(place__lte=PK_TOP_SUPPORTERS)
+        .select_related("profile")
+        .order_by("period_key", "place")
+    )
+    top: dict[int, list[dict[str, Any]]] = {}
+    for entry in ranked:
+        top.setdefault(int(entry.period_key), []).append(
+            {"user_id": entry.profile.user_id, "nickname": entry.profile.display_name, "coins": entry.coins}
+        )
+    return top
 
 
 def room_pk(room: Room) -> dict[str, Any] | None:

@@ -104,7 +104,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A room hub waits for its next message with BZPOPMIN, up to channels_redis's 5 s;
+                # redis-py's default read timeout is also 5 s, and a quiet room's wait would end
+                # in a timeout error (the hub would take it for a lost layer) instead of "nothing".
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 # Each server process reads one channel for all its rooms; give it room for bursts.
                 "capacity": 5000,
                 # Deployments (or test runs) sharing one Redis keep their rooms apart by prefix.

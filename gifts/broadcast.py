@@ -29,6 +29,7 @@ from typing import Any
 
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import BaseChannelLayer, channel_layers, get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,12 @@ def room_group(room_id: str) -> str:
     return "roomx." + hashlib.sha256(room_id.encode()).hexdigest()[:48]
 
 
-def gift_events_committed(room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None) -> None:
+def gift_events_committed(
+    room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None, pk_id: int | None = None
+) -> None:
     """Publish a room's committed gift events to its watchers, with others committed meanwhile,
-    and the room goal they moved."""
-    _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads, goal))
+    and the room goal and PK battle they moved."""
+    _hand_to_publisher(lambda publisher: publisher.add(room_id, payloads, goal, pk_id))
 
 
 def goal_changed(room_id: str, goal: dict[str, Any]) -> None:
@@ -54,7 +57,11 @@ def goal_changed(room_id: str, goal: dict[str, Any]) -> None:
 
 
 def pk_changed(pk_id: int, room_ids: list[str]) -> None:
-    """A PK battle's scores or state changed: every room in it is told, once per loop turn."""
+    """A PK battle's scores or state changed: these rooms of it are told, at most once a window.
+
+    The rooms whose own gifts moved it are told with those gifts (`gift_events_committed`):
+    a battle's busiest rooms cost no message of their own.
+    """
     _hand_to_publisher(lambda publisher: publisher.pk_touch(pk_id, room_ids))
 
 
@@ -88,12 +95,21 @@ class RoomPublisher:
         self.thread_id = threading.get_ident()
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.goals: dict[str, dict[str, Any]] = {}  # the newest goal state per room, waiting with its events
-        self.pks: dict[str, set[int]] = {}  # PK battles changed per room, waiting for the loop's next turn
+        self.pks: dict[str, set[int]] = {}  # PK battles changed per room, waiting for the window's end
+        self.pk_moved: dict[str, int] = {}  # the PK battle a room's waiting gifts moved
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, room_id: str, payloads: list[dict[str, Any]], goal: dict[str, Any] | None = None) -> None:
+    def add(
+        self,
+        room_id: str,
+        payloads: list[dict[str, Any]],
+        goal: dict[str, Any] | None = None,
+        pk_id: int | None = None,
+    ) -> None:
         if goal is not None and goal_newer(goal, self.goals.get(room_id)):
             self.goals[room_id] = goal
+        if pk_id is not None:
+            self.pk_moved[room_id] = pk_id
         queued = self.pending.get(room_id)
         if queued is not None:
             queued.extend(payloads)
@@ -107,7 +123,8 @@ class RoomPublisher:
             touched = self.pks.get(room_id)
             if touched is None:
                 touched = self.pks[room_id] = set()
-                self.loop.call_soon(self._pk_flush, room_id)
+                # A window's changes in one message: the watchers read the battle once a window anyway.
+                self.loop.call_later(settings.GIFT_MERGE_WINDOW_MS / 1000, self._pk_flush, room_id)
             touched.add(pk_id)
 
     def _pk_flush(self, room_id: str) -> None:
@@ -120,11 +137,14 @@ class RoomPublisher:
     def _flush(self, room_id: str) -> None:
         events = self.pending.pop(room_id, [])
         goal = self.goals.pop(room_id, None)
+        pk_id = self.pk_moved.pop(room_id, None)
         if events or goal:
             events.sort(key=lambda event: event["seq"])
             message = {"type": "room.gifts", "room_id": room_id, "events": events}
             if goal is not None:
                 message["goal"] = goal
+            if pk_id is not None:
+                message["pk_id"] = pk_id
             self._spawn(self._publish, room_id, message)
 
     async def drain(self) -> None:

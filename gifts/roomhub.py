@@ -18,9 +18,11 @@ each state with a version; the hub keeps the newest it has heard and sends it af
 window's `gifts` message when it changed, so a goal costs no read and at most one message
 per window.
 
-A PK battle's rooms are told that it changed (`room.pk`, from whichever process committed
-the change); the hub reads the battle, with every side's score, at most once a window and
-sends it as a `pk` message when it changed. A process's read covers every room it watches.
+A PK battle's rooms are told that it changed (with the gifts that changed it, or in a
+`room.pk` message for its other rooms, from whichever process committed it); the hub reads
+the battle, with every side's score, at most once a window and
+sends it as a `pk` message when it changed. One read serves every room of the battle the
+process watches.
 
 After releasing gifts the hub reads the room's live top 10 and sends it as a `leaderboard`
 message if it changed, at most once a second per room (the last change always goes out). In
@@ -141,8 +143,14 @@ class RoomFeed:
     goal_sent: dict[str, Any] | None = None
     pk_id: int | None = None  # the PK battle the room is in, as last announced
     pk_sent: dict[str, Any] | None = None
-    pk_next: float = 0.0
-    pk_scheduled: bool = False
+
+
+@dataclass(eq=False)
+class BattleRead:
+    """When this process next reads a PK battle: once a window, for all its rooms it watches."""
+
+    next: float = 0.0
+    scheduled: bool = False
 
 
 class RoomHub:
@@ -155,6 +163,7 @@ class RoomHub:
         self.gap_wait = self.window
         self.channel_name: str | None = None
         self.rooms: dict[str, RoomFeed] = {}
+        self.battles: dict[int, BattleRead] = {}
         self.membership = asyncio.Lock()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.reader: asyncio.Task[None] | None = None
@@ -242,9 +251,12 @@ class RoomHub:
             self._release(feed)
             if "goal" in message:
                 self._goal_offer(feed, message["goal"])
+            if "pk_id" in message:
+                feed.pk_id = message["pk_id"]
+                self._pk_soon(feed.pk_id, feed)
         elif kind == "room.pk":
             feed.pk_id = message["pk_id"]
-            self._pk_soon(feed)
+            self._pk_soon(feed.pk_id, feed)
         elif kind == "room.game":
             self._send_all(feed, {"type": "game", "room_id": feed.room_id, "game": message["game"]})
         elif kind == "room.delivery":
@@ -318,29 +330,38 @@ class RoomHub:
         for socket in list(feed.sockets):
             socket.offer_text(text)
 
-    def _pk_soon(self, feed: RoomFeed) -> None:
-        """Read the room's PK battle and send it if it changed: at most once a window."""
-        if feed.pk_scheduled:
+    def _pk_soon(self, pk_id: int, feed: RoomFeed) -> None:
+        """Read the battle and send it to its rooms here if it changed: at most once a window."""
+        read = self.battles.setdefault(pk_id, BattleRead())
+        if read.scheduled:
             return
-        feed.pk_scheduled = True
+        read.scheduled = True
         now = self.loop.time()
         # After the window's `gifts` message when one is due: viewers see a score after its gifts.
         flush_at = feed.flush_timer.when() if feed.flush_timer is not None else now
-        delay = max(0.0, feed.pk_next - now, flush_at - now)
-        self.loop.call_later(delay, self._spawn_if_watched, feed, self._pk_send)
+        delay = max(0.0, read.next - now, flush_at - now)
+        self.loop.call_later(delay, lambda: self._spawn(self._pk_send(pk_id, read)))
 
-    async def _pk_send(self, feed: RoomFeed) -> None:
-        feed.pk_scheduled = False
-        feed.pk_next = self.loop.time() + self.window
+    async def _pk_send(self, pk_id: int, read: BattleRead) -> None:
+        read.scheduled = False
+        read.next = self.loop.time() + self.window
+        feeds = [feed for feed in self.rooms.values() if feed.pk_id == pk_id]
+        if not feeds:
+            self.battles.pop(pk_id, None)
+            return
         try:
-            state = await database_sync_to_async(_pk_state)(feed.pk_id)
+            state = await database_sync_to_async(_pk_state)(pk_id)
         except Exception:
-            logger.exception("room %s: could not read PK battle %s", feed.room_id, feed.pk_id)
+            logger.exception("could not read PK battle %s", pk_id)
             return
-        if state is None or state == feed.pk_sent:
+        if state is None:
             return
-        feed.pk_sent = state
-        self._send_all(feed, pk_message(feed.room_id, state))
+        for feed in feeds:
+            if state != feed.pk_sent and self.rooms.get(feed.room_id) is feed:
+                feed.pk_sent = state
+                self._send_all(feed, pk_message(feed.room_id, state))
+        if state["state"] in ("ended", "declined") and not read.scheduled:
+            self.battles.pop(pk_id, None)
 
     def _spawn_if_watched(self, feed: RoomFeed, coroutine_function: Any) -> None:
         if self.rooms.get(feed.room_id) is feed:

@@ -597,14 +597,19 @@ def _broadcast_on_commit(paid: list[_Paid], moved: _Moved) -> None:
     for gift in paid:
         payloads.setdefault(gift.request.room.room_id, []).append(event_payload(gift.event))
     goal_of = {goal["room_id"]: goal for goal in moved.goals}
+    # A battle's rooms in this batch hear of it with their gifts; its other rooms on their own.
+    pk_of = {room_id: battle_id for battle_id, room_ids in moved.battles.items() for room_id in room_ids}
     for battle_id, room_ids in moved.battles.items():
-        transaction.on_commit(functools.partial(broadcast.pk_changed, battle_id, room_ids), robust=True)
+        if others := [room_id for room_id in room_ids if room_id not in payloads]:
+            transaction.on_commit(functools.partial(broadcast.pk_changed, battle_id, others), robust=True)
     for room_id, events in payloads.items():
         # robust: the gifts are committed by the time this runs, and the database is the source
         # of truth. A broadcast that fails (Redis down) is logged by Django and must never turn
         # paid gifts into an error; viewers catch up with `since` once broadcasting works again.
         transaction.on_commit(
-            functools.partial(broadcast.gift_events_committed, room_id, events, goal=goal_of.get(room_id)),
+            functools.partial(
+                broadcast.gift_events_committed, room_id, events, goal=goal_of.get(room_id), pk_id=pk_of.get(room_id)
+            ),
             robust=True,
         )
 

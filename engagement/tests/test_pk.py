@@ -127,7 +127,8 @@ def test_a_refund_of_a_gift_sent_before_the_battle_leaves_the_score(viewer, red,
 def pk_top(battle, room) -> list[tuple[str, int]]:
     from engagement.selectors import pk_supporters
 
-    return [(row["user_id"], row["coins"]) for row in pk_supporters(PkSide.objects.get(battle=battle, room=room))]
+    side = PkSide.objects.get(battle=battle, room=room)
+    return [(row["user_id"], row["coins"]) for row in pk_supporters([side]).get(side.pk, [])]
 
 
 def test_each_side_has_its_top_three_supporters(red, blue, rose):

@@ -1,5 +1,6 @@
 """The room websocket as a viewer sees it, through Channels' WebsocketCommunicator and the real database."""
 
+import asyncio
 import json
 import threading
 import uuid
@@ -8,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -264,7 +266,7 @@ async def test_a_lost_broadcast_is_read_back_from_the_database(viewer, live_room
     communicator = await connect(room_path(live_room))
     await communicator.receive_json_from()
     # given two gifts whose broadcasts were lost on the way (a Redis hiccup)
-    monkeypatch.setattr(broadcast, "gift_events_committed", lambda room_id, payloads, goal=None: None)
+    monkeypatch.setattr(broadcast, "gift_events_committed", lambda room_id, payloads, goal=None, pk_id=None: None)
     outcomes = await database_sync_to_async(send_gifts)(viewer, live_room, rose, 2, prefix="lost")
     monkeypatch.undo()
     # when another server process publishes seq 3 only
@@ -281,7 +283,7 @@ async def test_batches_arriving_out_of_order_are_delivered_in_seq_order(viewer, 
     await communicator.receive_json_from()
     published = []
     monkeypatch.setattr(
-        broadcast, "gift_events_committed", lambda room_id, payloads, goal=None: published.extend(payloads)
+        broadcast, "gift_events_committed", lambda room_id, payloads, goal=None, pk_id=None: published.extend(payloads)
     )
     await database_sync_to_async(send_gifts)(viewer, live_room, rose, 4, prefix="m")
     # when two processes' batches cross: seqs 3-4 arrive before 1-2
@@ -409,4 +411,20 @@ async def test_a_client_flooding_the_socket_is_closed_after_a_short_burst(live_r
         assert await communicator.receive_json_from() == {"type": "pong"}
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_output())["code"] == 4008
+    await communicator.disconnect()
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis channel layer's own wait for messages")
+async def test_a_room_quiet_for_longer_than_a_redis_wait_keeps_its_subscription(viewer, live_room, rose, caplog):
+    communicator = await connect(room_path(live_room))
+    await communicator.receive_json_from()
+
+    # when nothing happens in the room for longer than the hub's 5-second wait for its next message
+    await asyncio.sleep(6.5)
+    outcome = (await database_sync_to_async(send_gifts)(viewer, live_room, rose, 1, prefix="late"))[0]
+
+    # then the gift arrives within a window, and the hub never took the quiet for a lost layer
+    message = await communicator.receive_json_from(timeout=1)
+    assert (message["type"], message["to_seq"]) == ("gifts", outcome.event.seq)
+    assert not [record for record in caplog.records if "lost its channel layer" in record.getMessage()]
     await communicator.disconnect()
