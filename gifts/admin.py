@@ -240,16 +240,18 @@ class GiftEventAdmin(RefundPermission, ReadOnlyAdmin):
         ("kind", lambda event: event.kind),
         ("reverses_seq", lambda event: event.reverses.seq if event.reverses_id else None),
         ("msg_id", lambda event: event.msg_id),
-        ("sender", lambda event: event.sender.user_id),
-        ("receiver", lambda event: event.receiver.user_id),
-        ("gift", lambda event: event.gift.gift_id),
+        # A pk_end event has no sender, receiver, gift or transfer; it names its battle.
+        ("sender", lambda event: event.sender.user_id if event.sender_id else ""),
+        ("receiver", lambda event: event.receiver.user_id if event.receiver_id else ""),
+        ("gift", lambda event: event.gift.gift_id if event.gift_id else ""),
         ("value", lambda event: event.value),
         ("num", lambda event: event.num),
         ("count", lambda event: event.count),
         ("coins", lambda event: event.coins),
         ("effect", lambda event: event.effect),
         ("combo", lambda event: event.combo),
-        ("transfer", lambda event: event.transfer.reference),
+        ("transfer", lambda event: event.transfer.reference if event.transfer_id else ""),
+        ("pk_id", lambda event: event.pk_battle_id),
     ]
 
     @admin.action(description="Refund the selected gifts to their senders", permissions=["refund"])

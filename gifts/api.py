@@ -148,12 +148,14 @@ class GiftListApi(APIView):
 class EventSerializer(serializers.Serializer):
     seq = serializers.IntegerField(help_text="the room's sequence number, contiguous")
     kind = serializers.ChoiceField(
-        choices=GiftEvent.Kind.choices, help_text="`gift`, or `reversal`: a refunded gift's coins taken back"
+        choices=GiftEvent.Kind.choices,
+        help_text="`gift`; `reversal`: a refunded gift's coins taken back; `pk_end`: a PK battle ended here",
     )
     reverses_seq = serializers.IntegerField(allow_null=True, help_text="a reversal: the seq of the refunded gift")
-    msg_id = serializers.CharField()
-    sender = PersonSerializer()
-    receiver_id = serializers.CharField()
+    pk_id = serializers.IntegerField(required=False, help_text="a pk_end: its battle (GET /api/pk/{pk_id}/)")
+    msg_id = serializers.CharField(allow_blank=True)
+    sender = PersonSerializer(allow_null=True, help_text="null on a pk_end")
+    receiver_id = serializers.CharField(allow_null=True)
     gift = inline_serializer(
         "EventGift",
         {
@@ -162,6 +164,7 @@ class EventSerializer(serializers.Serializer):
             "icon": serializers.CharField(allow_blank=True),
             "animation": AnimationSerializer(),
         },
+        allow_null=True,
     )
     value = serializers.IntegerField()
     num = serializers.IntegerField()

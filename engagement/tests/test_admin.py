@@ -1,12 +1,15 @@
-"""Staff set and inspect goals in the admin; a goal's progress is never typed in by hand."""
+"""Staff set and inspect goals and PK battles in the admin; progress and scores are never typed in by hand."""
+
+import datetime
 
 import pytest
+from django.utils import timezone
 
-from engagement.models import Goal
-from engagement.services import room_goal_set
-from gifts.models import Room
+from engagement.models import Goal, PkBattle
+from engagement.services import pk_battle_start, pk_battles_end_due, room_goal_set
+from gifts.models import GiftEvent, Room
 from gifts.services import gift_send, room_go_live, room_go_off_air
-from gifts.tests.factories import gift_request
+from gifts.tests.factories import RoomFactory, gift_request
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +64,49 @@ def test_the_goal_of_an_ended_session_is_history(staff_client, room):
     goal.refresh_from_db()
     assert Goal.objects.get() == goal and (goal.title, goal.target) == ("Last night", 5)
     assert Room.objects.get(pk=room.pk).goal is None
+
+
+def test_staff_start_a_battle_and_inspect_its_result(staff_client, viewer, room, rose):
+    other = RoomFactory(room_id="other")
+
+    response = staff_client.post("/admin/engagement/pkbattle/add/", {"rooms": [room.pk, other.pk], "duration_s": 60})
+    gift_send(gift_request(viewer, room, "m1", num=2))
+    battle = PkBattle.objects.get()
+    PkBattle.objects.filter(pk=battle.pk).update(ends_at=timezone.now() - datetime.timedelta(seconds=1))
+    pk_battles_end_due()
+    page = staff_client.get(f"/admin/engagement/pkbattle/{battle.pk}/change/")
+
+    assert response.status_code == 302, response.content
+    battle.refresh_from_db()
+    assert (battle.source, battle.started_by.username, battle.state, battle.winner) == ("staff", "boss", "ended", room)
+    assert page.status_code == 200 and b"lobby" in page.content and b"20" in page.content
+
+
+def test_staff_cannot_start_a_battle_for_a_room_already_fighting(staff_client, room):
+    RoomFactory(room_id="other")
+    third = RoomFactory(room_id="third")
+    pk_battle_start(room_ids=["lobby", "other"], duration_s=60, source="server")
+
+    response = staff_client.post("/admin/engagement/pkbattle/add/", {"rooms": [room.pk, third.pk], "duration_s": 60})
+
+    assert response.status_code == 200 and b"Already in a running PK battle: lobby" in response.content
+    assert PkBattle.objects.count() == 1
+
+
+def test_a_pk_end_event_exports_to_csv_without_a_sender(staff_client, viewer, room, rose):
+    from wallets.tests.test_exports import export
+
+    RoomFactory(room_id="other")
+    battle = pk_battle_start(room_ids=["lobby", "other"], duration_s=60, source="server")
+    gift_send(gift_request(viewer, room, "m1"))
+    PkBattle.objects.filter(pk=battle.pk).update(ends_at=timezone.now() - datetime.timedelta(seconds=1))
+    pk_battles_end_due()
+
+    rows = export(
+        staff_client, "gifts_giftevent", list(GiftEvent.objects.filter(room=room).values_list("pk", flat=True))
+    )
+
+    assert [(row["seq"], row["kind"], row["sender"], row["pk_id"]) for row in rows] == [
+        ("1", "gift", "alice", ""),
+        ("2", "pk_end", "", str(battle.pk)),
+    ]

@@ -267,6 +267,11 @@ def test_reading_a_battle_past_its_end_ends_it(viewer, red, blue, rose, api_clie
 
     assert (detail["state"], detail["winner_room_id"]) == ("ended", "red")
     assert GiftEvent.objects.filter(kind="pk_end").count() == 2
+    events = api_client.get("/api/rooms/red/events/?since=0").json()["events"]
+    assert [(event["seq"], event["kind"], event.get("pk_id"), event["sender"]) for event in events] == [
+        (1, "gift", None, {"user_id": "alice", "nickname": viewer.display_name, "avatar": viewer.avatar}),
+        (2, "pk_end", battle.pk, None),
+    ]
 
 
 @pytest.mark.parametrize(
