@@ -269,13 +269,13 @@ def test_a_dropped_connection_comes_back_without_gaps_or_repeats(server, browser
         context.close()
 
 
-def refund_through_the_server_api(base: str, *, msg_id: str, user_id: str) -> dict:
-    """RefundGift as the demo's business server (AppId 1000001) calls it."""
+def server_api_call(base: str, action: str, body: dict) -> dict:
+    """A signed server-API call as the demo's business server (AppId 1000001) makes it."""
     app_id, secret, nonce, timestamp = "1000001", "demo-secret", uuid.uuid4().hex[:16], str(int(time.time()))
     signature = hashlib.md5(f"{app_id}{nonce}{secret}{timestamp}".encode()).hexdigest()
     query = urlencode(
         {
-            "Action": "RefundGift",
+            "Action": action,
             "AppId": app_id,
             "SignatureNonce": nonce,
             "Timestamp": timestamp,
@@ -284,12 +284,14 @@ def refund_through_the_server_api(base: str, *, msg_id: str, user_id: str) -> di
         }
     )
     request = urllib.request.Request(
-        f"{base}/api/v1/?{query}",
-        data=json.dumps({"MsgId": msg_id, "UserId": user_id, "Reason": "charged by mistake"}).encode(),
-        headers={"Content-Type": "application/json"},
+        f"{base}/api/v1/?{query}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def refund_through_the_server_api(base: str, *, msg_id: str, user_id: str) -> dict:
+    return server_api_call(base, "RefundGift", {"MsgId": msg_id, "UserId": user_id, "Reason": "charged by mistake"})
 
 
 def test_a_refund_takes_the_gift_back_on_every_page(server, browser):
@@ -397,26 +399,7 @@ def test_the_goal_bar_fills_with_gifts_announces_the_goal_once_and_gives_back_re
 
 
 def start_pk_through_the_server_api(base: str, room_ids: list[str], duration_s: int) -> dict:
-    """StartPK as the demo's business server (AppId 1000001) calls it."""
-    app_id, secret, nonce, timestamp = "1000001", "demo-secret", uuid.uuid4().hex[:16], str(int(time.time()))
-    signature = hashlib.md5(f"{app_id}{nonce}{secret}{timestamp}".encode()).hexdigest()
-    query = urlencode(
-        {
-            "Action": "StartPK",
-            "AppId": app_id,
-            "SignatureNonce": nonce,
-            "Timestamp": timestamp,
-            "SignatureVersion": "2.0",
-            "Signature": signature,
-        }
-    )
-    request = urllib.request.Request(
-        f"{base}/api/v1/?{query}",
-        data=json.dumps({"RoomIds": room_ids, "DurationS": duration_s}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    return server_api_call(base, "StartPK", {"RoomIds": room_ids, "DurationS": duration_s})
 
 
 def test_a_pk_battle_shows_both_scores_and_a_countdown_then_its_winner(server, browser):
