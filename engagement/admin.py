@@ -10,6 +10,7 @@ from engagement.services import (
     pk_battle_start,
     room_goal_set,
 )
+from gifting_site.errors import RequestError
 from gifts.models import Gift, Room
 
 
@@ -55,6 +56,7 @@ class GoalAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
+        # Checked by the form; a room that went off air since is refused by the service under its lock.
         goal = room_goal_set(
             room=obj.room,
             by=None,
@@ -67,6 +69,8 @@ class GoalAdmin(admin.ModelAdmin):
 
 class PkBattleForm(forms.ModelForm):
     """Staff start a battle between live rooms at once, as a business server's StartPK does."""
+
+    staff_user = None  # who starts it: set per request by PkBattleAdmin.get_form
 
     rooms = forms.ModelMultipleChoiceField(
         queryset=Room.objects.filter(is_live=True).order_by("room_id"),
@@ -85,6 +89,23 @@ class PkBattleForm(forms.ModelForm):
         if busy := [room.room_id for room in rooms if room.pk_side_id is not None]:
             raise forms.ValidationError(f"Already in a running PK battle: {', '.join(busy)}.")
         return rooms
+
+    def clean(self):
+        """Start the battle here, so that what the service refuses under the rooms' locks (a room
+        taken or gone off air since the fields were checked) shows on the form like any error.
+        It writes nothing then; `save_model` only hands the battle to the admin."""
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                self.battle = pk_battle_start(
+                    room_ids=[room.room_id for room in cleaned["rooms"]],
+                    duration_s=cleaned["duration_s"],
+                    source=PkBattle.Source.STAFF,
+                    staff_user=self.staff_user,
+                )
+            except RequestError as refused:
+                raise forms.ValidationError(refused.message) from None
+        return cleaned
 
 
 class PkSideInline(admin.TabularInline):
@@ -123,7 +144,7 @@ class PkBattleAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
-            kwargs["form"] = PkBattleForm
+            kwargs["form"] = type("PkBattleStartForm", (PkBattleForm,), {"staff_user": request.user})
         return super().get_form(request, obj, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
@@ -143,13 +164,7 @@ class PkBattleAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        battle = pk_battle_start(
-            room_ids=[room.room_id for room in form.cleaned_data["rooms"]],
-            duration_s=form.cleaned_data["duration_s"],
-            source=PkBattle.Source.STAFF,
-            staff_user=request.user,
-        )
-        obj.pk = battle.pk
+        obj.pk = form.battle.pk
 
     def save_related(self, request, form, formsets, change):
         pass  # the sides were written by pk_battle_start

@@ -49,3 +49,8 @@ def _tick_forever(interval: float) -> None:
             logger.exception("PK clock: could not end due battles; trying again")
             # A connection that failed is not reused: the next tick opens a fresh one.
             connection.close()
+        else:
+            if settings.DATABASE_POOL_SIZE:
+                # Back to the pool between ticks, for the requests. Without a pool the thread keeps
+                # its one connection: opening one twice a second would cost more.
+                connection.close()

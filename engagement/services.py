@@ -54,7 +54,8 @@ def room_goal_set(*, room: Room, by: Profile | None, title: str, target: int, gi
         gift = Gift.objects.filter(gift_id=gift_id, is_active=True).first()
         if gift is None:
             raise GiftNotConfigured(f"gift_id: no active gift {gift_id}")
-    room = Room.objects.select_for_update().get(pk=room.pk)
+    # NO KEY, as a gift's UPDATE of the row locks: see gifts.writer.rooms_advance.
+    room = Room.objects.select_for_update(no_key=True).get(pk=room.pk)
     if not room.is_live or room.current_session_id is None:
         raise RoomUnavailable(f"room {room.room_id} is not live: a goal is set for a live session")
 
@@ -87,8 +88,8 @@ def goal_take_back(gift: GiftEvent) -> dict[str, Any] | None:
     if goal is None:
         return None
     changed = writer.goals_add([(goal.pk, gift.gift_id, -gift.coins, -gift.count)], at=timezone.now())
-    if not changed:  # a goal of another gift
-        return None
+    if not changed or goal.pk != gift.room.goal_id:
+        return None  # a goal of another gift; or of an earlier session, which viewers no longer see
     return goal_payload(changed[0], room_id=gift.room.room_id, gift=gift.gift if goal.gift_id else None)
 
 
@@ -146,8 +147,6 @@ def pk_battle_invite(*, host: Profile, room_ids: list[str], duration_s: int) -> 
     )
     if all(room.host_id == host.pk for room in rooms):
         _pk_run(battle)
-    else:
-        _pk_announce(battle)
     return battle
 
 
@@ -171,11 +170,10 @@ def pk_battle_answer(*, pk_id: int, host: Profile, accept: bool) -> PkBattle:
     if not accept:
         battle.state = PkBattle.State.DECLINED
         battle.save(update_fields=["state"])
-        _pk_announce(battle)
         return battle
+    if not battle.sides.filter(accepted_at=None).exclude(pk__in=[side.pk for side in own]).exists():
+        _pk_run(battle)  # the last answer: the rooms' rows first, then the sides (the lock order)
     PkSide.objects.filter(pk__in=[side.pk for side in own], accepted_at=None).update(accepted_at=timezone.now())
-    if not battle.sides.filter(accepted_at=None).exists():
-        _pk_run(battle)
     return battle
 
 
@@ -206,7 +204,7 @@ def _pk_run(battle: PkBattle) -> None:
     one room, the second reads the first's side here and is refused (7200006).
     """
     sides = {side.room_id: side for side in battle.sides.all()}
-    rooms = list(Room.objects.select_for_update().filter(pk__in=sides).order_by("pk"))
+    rooms = list(Room.objects.select_for_update(no_key=True).filter(pk__in=sides).order_by("pk"))
     for room in rooms:
         _pk_room_check(room)
     for room in rooms:
@@ -220,6 +218,7 @@ def _pk_run(battle: PkBattle) -> None:
 
 
 def _pk_announce(battle: PkBattle) -> None:
+    """Tell the battle's rooms it started or ended (viewers see running and ended battles only)."""
     room_ids = list(battle.sides.order_by("pk").values_list("room__room_id", flat=True))
     transaction.on_commit(lambda: broadcast.pk_changed(battle.pk, room_ids), robust=True)
 

@@ -155,7 +155,8 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ["is_live"]
     search_fields = ["room_id", "title", "host__user_id"]
     autocomplete_fields = ["host"]
-    readonly_fields = ["is_live", "current_session", "goal", "last_seq", "created_at"]
+    # Written only by their services, under the room's lock: a form must never save a stale copy.
+    readonly_fields = ["is_live", "current_session", "goal", "pk_side", "last_seq", "created_at"]
     actions = ["go_live", "go_off_air"]
 
     @admin.action(description="Go live (starts a new live session)")

@@ -276,6 +276,11 @@ class RoomHub:
             run.append(feed.pending.pop(feed.released))
         if run:
             feed.outgoing.extend(run)
+            # A battle ended here: its result goes out even if the `room.pk` saying so was lost.
+            for event in run:
+                if event["kind"] == "pk_end":
+                    feed.pk_id = event["pk_id"]
+                    self._pk_soon(feed.pk_id, feed)
             if feed.flush_timer is None:
                 feed.flush_timer = self.loop.call_later(self.window, self._flush, feed)
 

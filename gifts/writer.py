@@ -239,9 +239,11 @@ def rooms_advance(new_events: dict[int, int]) -> dict[int, RoomAdvance]:
     room_ids = sorted(new_events)
     with connection.cursor() as cursor:
         if len(room_ids) > 1 and connection.features.has_select_for_update:
-            # One UPDATE may lock its rows in any order; lock them in pk order first.
+            # One UPDATE may lock its rows in any order; lock them in pk order first. NO KEY, as
+            # the UPDATE itself locks: a plain FOR UPDATE would also wait for, and deadlock with,
+            # the key-share locks other transactions' foreign keys take on the room at commit.
             cursor.execute(
-                f"SELECT id FROM {table} WHERE id IN ({_in_list(len(room_ids))}) ORDER BY id FOR UPDATE",
+                f"SELECT id FROM {table} WHERE id IN ({_in_list(len(room_ids))}) ORDER BY id FOR NO KEY UPDATE",
                 room_ids,
             )
         cursor.execute(

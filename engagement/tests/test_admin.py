@@ -1,6 +1,7 @@
 """Staff set and inspect goals and PK battles in the admin; progress and scores are never typed in by hand."""
 
 import datetime
+import re
 
 import pytest
 from django.utils import timezone
@@ -79,7 +80,9 @@ def test_staff_start_a_battle_and_inspect_its_result(staff_client, viewer, room,
     assert response.status_code == 302, response.content
     battle.refresh_from_db()
     assert (battle.source, battle.started_by.username, battle.state, battle.winner) == ("staff", "boss", "ended", room)
-    assert page.status_code == 200 and b"lobby" in page.content and b"20" in page.content
+    assert page.status_code == 200
+    scores = re.findall(rb'field-score">\s*<p>(\d+)</p>', page.content)
+    assert scores == [b"20", b"0"]  # the sides' scores: the lobby's 2 roses, the other room's none
 
 
 def test_staff_cannot_start_a_battle_for_a_room_already_fighting(staff_client, room):
@@ -110,3 +113,34 @@ def test_a_pk_end_event_exports_to_csv_without_a_sender(staff_client, viewer, ro
         ("1", "gift", "alice", ""),
         ("2", "pk_end", "", str(battle.pk)),
     ]
+
+
+def test_a_duration_the_service_refuses_is_a_form_error(staff_client, room):
+    other = RoomFactory(room_id="other")
+
+    response = staff_client.post("/admin/engagement/pkbattle/add/", {"rooms": [room.pk, other.pk], "duration_s": 3601})
+
+    assert response.status_code == 200 and b"duration_s: 10 to 3600 seconds" in response.content
+    assert not PkBattle.objects.exists()
+
+
+def test_saving_a_room_in_the_admin_leaves_its_battle_alone(staff_client, room):
+    RoomFactory(room_id="other")
+    pk_battle_start(room_ids=["lobby", "other"], duration_s=60, source="server")
+    side = Room.objects.get(pk=room.pk).pk_side
+
+    page = staff_client.get(f"/admin/gifts/room/{room.pk}/change/")
+    staff_client.post(
+        f"/admin/gifts/room/{room.pk}/change/",
+        {
+            "room_id": "lobby",
+            "host": room.host.pk,
+            "title": "Renamed",
+            "cohosts-TOTAL_FORMS": "0",
+            "cohosts-INITIAL_FORMS": "0",
+        },
+    )
+
+    assert b'name="pk_side"' not in page.content
+    saved = Room.objects.get(pk=room.pk)
+    assert (saved.title, saved.pk_side) == ("Renamed", side)

@@ -19,7 +19,7 @@ def goal_of(room) -> Goal:
     return Goal.objects.get(pk=Room.objects.get(pk=room.pk).goal_id)
 
 
-def send(viewer, room, *msg_ids, gift_code="rose", num=1, value=1):
+def send(viewer, room, *msg_ids, gift_code="rose", num=1):
     outcomes = gifts_send([gift_request(viewer, room, msg_id, gift_code=gift_code, num=num) for msg_id in msg_ids])
     assert all(outcome.ok for outcome in outcomes), [outcome.message for outcome in outcomes]
     return outcomes
@@ -242,3 +242,18 @@ def test_ledger_check_names_a_goal_whose_progress_is_not_its_gifts(viewer, room,
 
     [check] = goals_audit()
     assert not check.ok and check.offenders == [f"goal #{goal_of(room).pk}"]
+
+
+def test_a_gift_goal_counts_value_times_num_of_a_game_gift(viewer, room, rose):
+    from gifts.services import game_join
+    from gifts.tests.factories import ValueTierFactory, started_game
+
+    ValueTierFactory(gift=rose, value=10)
+    session = started_game(room)
+    game_join(room=room, profile=viewer)
+    room_goal_set(room=room, by=room.host, title="roses", target=100, gift_id="rose")
+
+    outcome = gifts_send([gift_request(viewer, room, "m1", value=10, num=2, session=session)])[0]
+
+    assert outcome.ok, outcome.message
+    assert goal_of(room).progress == 20  # 2 sends of a Value-10 rose: 20 roses

@@ -121,3 +121,27 @@ def test_many_clocks_end_a_battle_once():
     assert sorted(results) == [[]] * 5 + [[battle.pk]]
     for room in (red, blue):
         assert GiftEvent.objects.filter(room=room, kind="pk_end").count() == 1
+
+
+def test_gifts_racing_the_start_count_exactly_when_numbered_after_it():
+    GiftFactory(gift_id="rose", price=10)
+    red, blue = RoomFactory(room_id="red"), RoomFactory(room_id="blue")
+    fans = [ProfileFactory(coins=100_000) for _ in range(4)]
+
+    def sender(fan, room):
+        def send():
+            return [gift_send(gift_request(fan, room, f"{fan.user_id}-{room.room_id}-{n}")).result for n in range(25)]
+
+        return send
+
+    def starter():
+        time.sleep(random.uniform(0.02, 0.1))
+        return pk_battle_start(room_ids=["red", "blue"], duration_s=60, source="server").pk
+
+    results = run_in_threads([sender(fan, room) for fan in fans for room in (red, blue)] + [starter])
+
+    assert all(result == [0] * 25 for result in results[:8])
+    for side in PkSide.objects.filter(battle_id=results[8]).select_related("room"):
+        gifts = GiftEvent.objects.filter(room=side.room, kind="gift")
+        assert gifts.filter(seq__lte=side.start_seq).exists()  # some came before the start: not counted
+        assert side.score == sum(gifts.filter(seq__gt=side.start_seq).values_list("coins", flat=True))

@@ -443,6 +443,15 @@
     if (pk.state === "running") pkTimer = setInterval(pkClock, 1000);
   }
 
+  async function pkFetch(pkId) {
+    try {
+      const response = await fetch(`/api/pk/${pkId}/`, { headers: { Accept: "application/json" } });
+      if (response.ok) pkRender(await response.json());
+    } catch (error) {
+      /* the next snapshot or `pk` message shows it */
+    }
+  }
+
   function pkClock() {
     const status = $("pk-status");
     if (pk.state === "ended") {
@@ -465,6 +474,11 @@
     if (event.kind === "reversal") {
       // The leaderboard follows in its own message; the sender's own balance is read again.
       if (event.sender.user_id === me) coinsRefresh();
+      return;
+    }
+    if (event.kind === "pk_end") {
+      // The `pk` message with the result follows; if it was lost, ask for the result.
+      if (!pk || pk.state !== "ended") pkFetch(event.pk_id);
       return;
     }
     if (event.kind !== "gift") return;
