@@ -6,8 +6,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from engagement.models import PkBattle
-from engagement.selectors import pk_payload, room_goal
+from engagement.selectors import pk_payload, pk_state, room_goal
 from engagement.serializers import GoalSerializer, PkSerializer
 from engagement.services import (
     MAX_GOAL_TARGET,
@@ -83,7 +82,7 @@ class PkDetailApi(APIView):
     @extend_schema(parameters=[PK_ID], responses={200: PkSerializer, **error_responses(404, 503)})
     def get(self, request, pk_id: int):
         pk_battle_settle(pk_id)
-        return Response(pk_payload(pk_battle_or_404(pk_id)))
+        return Response(pk_state_or_404(pk_id))
 
 
 class PkAnswerApi(APIView):
@@ -96,15 +95,14 @@ class PkAnswerApi(APIView):
     )
     def post(self, request, pk_id: int):
         pk_battle_answer(pk_id=pk_id, host=profile_for_user(request.user), accept=self.accept)
-        return Response(pk_payload(pk_battle_or_404(pk_id)))
+        return Response(pk_state_or_404(pk_id))
 
 
 class PkDeclineApi(PkAnswerApi):
     accept = False
 
 
-def pk_battle_or_404(pk_id: int) -> PkBattle:
-    battle = PkBattle.objects.select_related("winner").filter(pk=pk_id).first()
-    if battle is None:
+def pk_state_or_404(pk_id: int) -> dict:
+    if (state := pk_state(pk_id)) is None:
         raise PkNotFound(f"PK battle {pk_id} not found")
-    return battle
+    return state

@@ -75,11 +75,6 @@ def goals_audit() -> list[AuditCheck]:
 PK_TOP_SUPPORTERS = 3
 
 
-def pk_room_ids(pk_id: int) -> list[str]:
-    """The public ids of a battle's rooms, in the order of its sides."""
-    return list(PkSide.objects.filter(battle_id=pk_id).order_by("pk").values_list("room__room_id", flat=True))
-
-
 def pk_payload(battle: PkBattle) -> dict[str, Any]:
     """A battle as the API and the `pk` websocket message show it, with each side's top supporters.
 
@@ -139,6 +134,12 @@ def pk_supporters(sides: list[PkSide]) -> dict[int, list[dict[str, Any]]]:
             {"user_id": entry.profile.user_id, "nickname": entry.profile.display_name, "coins": entry.coins}
         )
     return top
+
+
+def pk_state(pk_id: int) -> dict[str, Any] | None:
+    """The battle with this id as the API and the `pk` message show it; None if there is none."""
+    battle = PkBattle.objects.select_related("winner").filter(pk=pk_id).first()
+    return None if battle is None else pk_payload(battle)
 
 
 def room_pk(room: Room) -> dict[str, Any] | None:

@@ -219,7 +219,7 @@ def _pk_run(battle: PkBattle) -> None:
 
 def _pk_announce(battle: PkBattle) -> None:
     """Tell the battle's rooms it started or ended (viewers see running and ended battles only)."""
-    room_ids = list(battle.sides.order_by("pk").values_list("room__room_id", flat=True))
+    room_ids = writer.pk_battle_rooms([battle.pk])[battle.pk]
     transaction.on_commit(lambda: broadcast.pk_changed(battle.pk, room_ids), robust=True)
 
 

@@ -42,8 +42,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from engagement.models import PkBattle
-from engagement.selectors import pk_payload, room_goal
+from engagement.selectors import pk_state, room_goal
 from gifting_site import metrics
 from gifts import broadcast
 from gifts.models import Room
@@ -355,7 +354,7 @@ class RoomHub:
             self.battles.pop(pk_id, None)
             return
         try:
-            state = await database_sync_to_async(_pk_state)(pk_id)
+            state = await database_sync_to_async(pk_state)(pk_id)
         except Exception:
             logger.exception("could not read PK battle %s", pk_id)
             return
@@ -442,11 +441,6 @@ class RoomHub:
 def _live_top(room_id: str) -> list[dict[str, Any]] | None:
     room = Room.objects.filter(room_id=room_id).first()
     return None if room is None else live_top(room)
-
-
-def _pk_state(pk_id: int) -> dict[str, Any] | None:
-    battle = PkBattle.objects.select_related("winner").filter(pk=pk_id).first()
-    return None if battle is None else pk_payload(battle)
 
 
 def _room_goal(room_id: str) -> dict[str, Any] | None:

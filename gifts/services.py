@@ -534,14 +534,14 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> _Moved:
     relayed = [gift.event for gift in paid if gift.request.game_session and gift.request.game_session.mini_game.relay]
     if relayed:
         writer.deliveries_insert([outbox.delivery_row(event) for event in relayed], at=now)
-    public_ids = {gift.request.room.pk: gift.request.room.room_id for gift in paid}
-    gifts_by_pk = {gift.gift.pk: gift.gift for gift in paid}
-    return _Moved(
-        goals=[
+    moved = _Moved(battles=writer.pk_battle_rooms(battles) if battles else {})
+    if goals:
+        public_ids = {gift.request.room.pk: gift.request.room.room_id for gift in paid}
+        gifts_by_pk = {gift.gift.pk: gift.gift for gift in paid}
+        moved.goals = [
             goal_payload(goal, room_id=public_ids[goal.room_id], gift=gifts_by_pk.get(goal.gift_id)) for goal in goals
-        ],
-        battles=writer.pk_battle_rooms(battles) if battles else {},
-    )
+        ]
+    return moved
 
 
 def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:

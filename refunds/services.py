@@ -18,7 +18,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 
-from engagement.selectors import pk_room_ids
 from engagement.services import goal_take_back, pk_take_back
 from gifting_site.errors import SendNotFound
 from gifting_site.logs import fields
@@ -145,7 +144,7 @@ def gift_refund(
     # robust: the refund is committed; a viewer who missed the broadcast reads it back with `since`.
     transaction.on_commit(lambda: broadcast.gift_events_committed(gift.room.room_id, [payload], goal=goal), robust=True)
     if battle_id is not None:
-        room_ids = pk_room_ids(battle_id)
+        room_ids = writer.pk_battle_rooms([battle_id])[battle_id]
         transaction.on_commit(lambda: broadcast.pk_changed(battle_id, room_ids), robust=True)
     logger.info(
         "gift refunded: room %s seq %s, %s coins back to %s",
