@@ -12,7 +12,7 @@ from django.utils import timezone
 from engagement.models import PkBattle, PkSide
 from engagement.services import pk_battle_start, pk_battles_end_due
 from gifting_site.errors import PkConflict
-from gifts.models import GiftEvent
+from gifts.models import GiftEvent, Room
 from gifts.services import gift_send
 from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from gifts.tests.test_concurrency import run_in_threads
@@ -135,7 +135,12 @@ def test_gifts_racing_the_start_count_exactly_when_numbered_after_it():
         return send
 
     def starter():
-        time.sleep(random.uniform(0.02, 0.1))
+        # Start once both rooms have gifts numbered, so that some come before the start.
+        deadline = time.monotonic() + 30
+        while Room.objects.filter(room_id__in=["red", "blue"], last_seq__gte=3).count() < 2:
+            assert time.monotonic() < deadline, "no gifts were numbered"
+            time.sleep(0.005)
+        time.sleep(random.uniform(0, 0.05))
         return pk_battle_start(room_ids=["red", "blue"], duration_s=60, source="server").pk
 
     results = run_in_threads([sender(fan, room) for fan in fans for room in (red, blue)] + [starter])
