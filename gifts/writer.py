@@ -140,7 +140,7 @@ def msg_ids_claim(keys: Sequence[str]) -> list[bool]:
         cursor.execute(
             "SELECT pg_try_advisory_xact_lock(hashtextextended(key, 0)) "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS claims(key, position) ORDER BY position",
-            [list(keys)],
+            [_array_literal(keys)],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -489,11 +489,12 @@ def _insert(
     On PostgreSQL the rows travel as one array per column through `unnest`: the statement
     then has one placeholder per column whatever the batch size, so psycopg composes it from
     its cache instead of splitting a string with hundreds of placeholders (the biggest CPU
-    cost of a large batch before). SQLite has no arrays and takes a multi-row VALUES.
+    cost of a large batch before). Each array goes as its text literal (`_array_literal`).
+    SQLite has no arrays and takes a multi-row VALUES.
     """
     if connection.vendor == "postgresql":
         source = _unnest_source(model, tuple(columns))
-        params = [list(column) for column in zip(*rows, strict=True)]
+        params = [_array_literal(column) for column in zip(*rows, strict=True)]
     else:
         source, params = f"VALUES {_placeholders(len(columns), len(rows))}", _flat(rows)
     with connection.cursor() as cursor:
@@ -513,6 +514,25 @@ def _unnest_source(model: Any, columns: tuple[str, ...]) -> str:
     return "SELECT * FROM unnest({})".format(
         ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
     )
+
+
+def _array_literal(values: Iterable[Any]) -> str:
+    """PostgreSQL's text form of an array of these values, `{"1","a \\"b\\"",NULL}`, cast by the statement.
+
+    psycopg adapts a Python list element by element in Python, finding the elements' type
+    first, about 15 µs per list even of one value: 0.8 ms of the 4.8 ms a one-gift batch
+    cost. Every element is double-quoted with its backslashes and double quotes escaped,
+    which PostgreSQL's array input reads back exactly for every element type the writer
+    sends (numbers, text, JSON text, timestamps, booleans); psycopg then quotes the whole
+    string as one SQL literal.
+    """
+    elements = ("NULL" if value is None else _array_element(str(value)) for value in values)
+    return "{" + ",".join(elements) + "}"
+
+
+def _array_element(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _placeholders(width: int, count: int) -> str:

@@ -175,3 +175,24 @@ def test_a_room_without_a_game_has_none_and_an_off_air_or_unknown_room_takes_no_
     for room_id in ("dark", "nowhere"):
         with pytest.raises(RoomUnavailable):
             room_for_gifts(room_id)
+
+
+AWKWARD_MSG_IDS = ['a"b', "back\\slash", "{1,2}", "NULL", "", "it's", " spaced ", "ünï 🎁", '\\"x\\']
+
+
+def test_msg_ids_of_any_text_are_stored_and_found_again_exactly(room, rose):
+    # given MsgIds that array and SQL literals treat specially
+    fan = ProfileFactory(coins=1_000)
+    requests = [gift_request(fan, room, msg_id) for msg_id in AWKWARD_MSG_IDS]
+
+    outcomes = gifts_send(requests)
+
+    # then each is one gift under exactly its own MsgId, and a retry finds it without paying again
+    assert [outcome.result for outcome in outcomes] == [Result.SUCCESS] * len(AWKWARD_MSG_IDS)
+    assert [msg_id for _, msg_id in seqs_of(room)] == AWKWARD_MSG_IDS
+    retried = gifts_send([gift_request(fan, room, msg_id) for msg_id in AWKWARD_MSG_IDS])
+    assert [(outcome.replayed, outcome.event.seq) for outcome in retried] == [
+        (True, outcome.event.seq) for outcome in outcomes
+    ]
+    assert profile_balances(fan)["coins"] == 1_000 - 10 * len(AWKWARD_MSG_IDS)
+    assert_ledger_sound()
