@@ -65,7 +65,8 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from engagement.models import Goal, PkSide
 from gifts.models import GameSession, Gift, GiftEvent, GiftReceipt, HostGiftCount, MiniGame, Room
@@ -94,16 +95,16 @@ def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
         *(f"s.{column}" for column in GAME_SESSION_COLUMNS),
         *(f"m.{column}" for column in MINI_GAME_COLUMNS),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(selected)} FROM {Room._meta.db_table} r "
-            f"JOIN {Profile._meta.db_table} h ON h.id = r.host_id "
-            f"LEFT JOIN {GameSession._meta.db_table} s ON s.room_id = r.id AND s.state <> %s "
-            f"LEFT JOIN {MiniGame._meta.db_table} m ON m.id = s.mini_game_id "
-            "WHERE r.room_id = %s",
-            [GameSession.State.ENDED, room_id],
-        )
-        row = cursor.fetchone()
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT {', '.join(selected)} FROM {Room._meta.db_table} r "
+        f"JOIN {Profile._meta.db_table} h ON h.id = r.host_id "
+        f"LEFT JOIN {GameSession._meta.db_table} s ON s.room_id = r.id AND s.state <> %s "
+        f"LEFT JOIN {MiniGame._meta.db_table} m ON m.id = s.mini_game_id "
+        "WHERE r.room_id = %s",
+        [GameSession.State.ENDED, room_id],
+    )
+    row = cursor.fetchone()
     if row is None:
         return None
     values = iter(row)
@@ -136,13 +137,13 @@ def msg_ids_claim(keys: Sequence[str]) -> list[bool]:
     """
     if connection.vendor != "postgresql":
         return [True] * len(keys)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended(key, 0)) "
-            "FROM unnest(%s::text[]) WITH ORDINALITY AS claims(key, position) ORDER BY position",
-            [_array_literal(keys)],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    cursor = _cursor()
+    cursor.execute(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended(key, 0)) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS claims(key, position) ORDER BY position",
+        [_array_literal(keys)],
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 def receipts_find(pairs: Iterable[tuple[str, str]]) -> list[int]:
@@ -150,13 +151,12 @@ def receipts_find(pairs: Iterable[tuple[str, str]]) -> list[int]:
     pairs = list(set(pairs))
     if not pairs:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {GiftReceipt._meta.db_table} "
-            f"WHERE (scope, msg_id) IN (VALUES {_placeholders(2, len(pairs))})",
-            _flat(pairs),
-        )
-        return [row[0] for row in cursor.fetchall()]
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT id FROM {GiftReceipt._meta.db_table} WHERE (scope, msg_id) IN (VALUES {_placeholders(2, len(pairs))})",
+        _flat(pairs),
+    )
+    return [row[0] for row in cursor.fetchall()]
 
 
 # In the model's field order, which Model.from_db expects.
@@ -166,22 +166,22 @@ GIFT_COLUMNS = ("id", "gift_id", "name", "price", "icon", "animation_format", "a
 def gifts_active(gift_codes: Iterable[str]) -> dict[str, Gift]:
     """The active gifts among these codes, by code (the columns a send and its event need)."""
     gift_codes = sorted(set(gift_codes))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(GIFT_COLUMNS)} FROM {Gift._meta.db_table} "
-            f"WHERE gift_id IN ({_in_list(len(gift_codes))}) AND is_active",
-            gift_codes,
-        )
-        # Columns not read (is_active, sort_order) load on access, as with QuerySet.only().
-        gifts = [Gift.from_db(connection.alias, GIFT_COLUMNS, row) for row in cursor.fetchall()]
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT {', '.join(GIFT_COLUMNS)} FROM {Gift._meta.db_table} "
+        f"WHERE gift_id IN ({_in_list(len(gift_codes))}) AND is_active",
+        gift_codes,
+    )
+    # Columns not read (is_active, sort_order) load on access, as with QuerySet.only().
+    gifts = [Gift.from_db(connection.alias, GIFT_COLUMNS, row) for row in cursor.fetchall()]
     return {gift.gift_id: gift for gift in gifts}
 
 
 def platform_account_id(kind: str) -> int | None:
     """The id of a platform account, read without a lock: platform accounts are never locked."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {Account._meta.db_table} WHERE profile_id IS NULL AND kind = %s", [kind])
-        row = cursor.fetchone()
+    cursor = _cursor()
+    cursor.execute(f"SELECT id FROM {Account._meta.db_table} WHERE profile_id IS NULL AND kind = %s", [kind])
+    row = cursor.fetchone()
     return row[0] if row else None
 
 
@@ -209,21 +209,21 @@ def accounts_lock(
         if profile_ids:
             conditions.append(f"(a.kind = %s AND a.profile_id IN ({_in_list(len(profile_ids))}))")
             params += [str(kind), *profile_ids]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT a.id, a.profile_id, a.kind, a.balance, {', '.join(f'l.{column}' for column in LIMIT_COLUMNS)} "
-            f"FROM {Account._meta.db_table} a LEFT JOIN {SpendingLimit._meta.db_table} l "
-            "ON l.profile_id = a.profile_id AND a.kind = %s "
-            f"WHERE {' OR '.join(conditions)} ORDER BY a.id{lock}",
-            [str(Account.Kind.COINS), *params],
-        )
-        balances, limits = {}, {}
-        for account_id, profile_id, kind, balance, *limit in cursor:
-            balances[(profile_id, kind)] = (account_id, balance)
-            if limit[0] is not None:
-                limit[-1] = _datetime_from_db(limit[-1])  # raised_from
-                limits[profile_id] = SpendingLimit.from_db(connection.alias, LIMIT_COLUMNS, limit)
-        return balances, limits
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT a.id, a.profile_id, a.kind, a.balance, {', '.join(f'l.{column}' for column in LIMIT_COLUMNS)} "
+        f"FROM {Account._meta.db_table} a LEFT JOIN {SpendingLimit._meta.db_table} l "
+        "ON l.profile_id = a.profile_id AND a.kind = %s "
+        f"WHERE {' OR '.join(conditions)} ORDER BY a.id{lock}",
+        [str(Account.Kind.COINS), *params],
+    )
+    balances, limits = {}, {}
+    for account_id, profile_id, kind, balance, *limit in cursor:
+        balances[(profile_id, kind)] = (account_id, balance)
+        if limit[0] is not None:
+            limit[-1] = _datetime_from_db(limit[-1])  # raised_from
+            limits[profile_id] = SpendingLimit.from_db(connection.alias, LIMIT_COLUMNS, limit)
+    return balances, limits
 
 
 class RoomAdvance(NamedTuple):
@@ -237,24 +237,24 @@ def rooms_advance(new_events: dict[int, int]) -> dict[int, RoomAdvance]:
     """Give each room `n` more seqs: {room pk: its first new seq, live session, goal and PK side}."""
     table = Room._meta.db_table
     room_ids = sorted(new_events)
-    with connection.cursor() as cursor:
-        if len(room_ids) > 1 and connection.features.has_select_for_update:
-            # One UPDATE may lock its rows in any order; lock them in pk order first. NO KEY, as
-            # the UPDATE itself locks: a plain FOR UPDATE would also wait for, and deadlock with,
-            # the key-share locks other transactions' foreign keys take on the room at commit.
-            cursor.execute(
-                f"SELECT id FROM {table} WHERE id IN ({_in_list(len(room_ids))}) ORDER BY id FOR NO KEY UPDATE",
-                room_ids,
-            )
+    cursor = _cursor()
+    if len(room_ids) > 1 and connection.features.has_select_for_update:
+        # One UPDATE may lock its rows in any order; lock them in pk order first. NO KEY, as
+        # the UPDATE itself locks: a plain FOR UPDATE would also wait for, and deadlock with,
+        # the key-share locks other transactions' foreign keys take on the room at commit.
         cursor.execute(
-            f"UPDATE {table} SET last_seq = last_seq + CASE id {' '.join(['WHEN %s THEN %s'] * len(room_ids))} END "
-            f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id, goal_id, pk_side_id",
-            [*_flat((room_id, new_events[room_id]) for room_id in room_ids), *room_ids],
+            f"SELECT id FROM {table} WHERE id IN ({_in_list(len(room_ids))}) ORDER BY id FOR NO KEY UPDATE",
+            room_ids,
         )
-        return {
-            room_id: RoomAdvance(last_seq - new_events[room_id] + 1, *room)
-            for room_id, last_seq, *room in cursor.fetchall()
-        }
+    cursor.execute(
+        f"UPDATE {table} SET last_seq = last_seq + CASE id {' '.join(['WHEN %s THEN %s'] * len(room_ids))} END "
+        f"WHERE id IN ({_in_list(len(room_ids))}) RETURNING id, last_seq, current_session_id, goal_id, pk_side_id",
+        [*_flat((room_id, new_events[room_id]) for room_id in room_ids), *room_ids],
+    )
+    return {
+        room_id: RoomAdvance(last_seq - new_events[room_id] + 1, *room)
+        for room_id, last_seq, *room in cursor.fetchall()
+    }
 
 
 def combos_latest(
@@ -263,15 +263,15 @@ def combos_latest(
     """{(room pk, sender pk): (gift pk, combo)} of each pair's newest event, where it is newer than `since`."""
     pairs = sorted(set(pairs))
     table = GiftEvent._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT room_id, sender_id, gift_id, combo FROM {table} WHERE created_at >= %s AND id IN ("
-            f"SELECT (SELECT latest.id FROM {table} latest "
-            "WHERE latest.room_id = pair.column1 AND latest.sender_id = pair.column2 ORDER BY latest.seq DESC LIMIT 1) "
-            f"FROM (VALUES {_placeholders(2, len(pairs))}) AS pair)",
-            [_datetime(since), *_flat(pairs)],
-        )
-        return {(room_id, sender_id): (gift_id, combo) for room_id, sender_id, gift_id, combo in cursor}
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT room_id, sender_id, gift_id, combo FROM {table} WHERE created_at >= %s AND id IN ("
+        f"SELECT (SELECT latest.id FROM {table} latest "
+        "WHERE latest.room_id = pair.column1 AND latest.sender_id = pair.column2 ORDER BY latest.seq DESC LIMIT 1) "
+        f"FROM (VALUES {_placeholders(2, len(pairs))}) AS pair)",
+        [_datetime(since), *_flat(pairs)],
+    )
+    return {(room_id, sender_id): (gift_id, combo) for room_id, sender_id, gift_id, combo in cursor}
 
 
 def transfers_insert(rows: Sequence[tuple[str, str, str]], *, at: datetime.datetime) -> dict[str, int]:
@@ -300,13 +300,13 @@ def balances_add(changes: dict[int, int]) -> None:
     changes = {account_id: change for account_id, change in changes.items() if change}
     if not changes:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {Account._meta.db_table} SET balance = balance + CASE id "
-            f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END "
-            f"WHERE id IN ({_in_list(len(changes))})",
-            [*_flat(changes.items()), *changes],
-        )
+    cursor = _cursor()
+    cursor.execute(
+        f"UPDATE {Account._meta.db_table} SET balance = balance + CASE id "
+        f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END "
+        f"WHERE id IN ({_in_list(len(changes))})",
+        [*_flat(changes.items()), *changes],
+    )
 
 
 EVENT_COLUMNS = (
@@ -422,25 +422,25 @@ def goals_add(rows: Sequence[tuple[int, int, int, int]], *, at: datetime.datetim
     the goals that changed, with GOAL_COLUMNS loaded.
     """
     table = Goal._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET progress = {table}.progress + counted.amount, reached_at = CASE "
-            f"WHEN {table}.reached_at IS NULL AND {table}.progress + counted.amount >= {table}.target THEN %s "
-            f"ELSE {table}.reached_at END, version = {table}.version + 1, updated_at = %s "
-            "FROM (SELECT goal.id AS goal_id, SUM(CASE WHEN goal.gift_id IS NULL THEN sent.column3 "
-            "WHEN goal.gift_id = sent.column2 THEN sent.column4 ELSE 0 END) AS amount "
-            f"FROM (VALUES {_placeholders(4, len(rows))}) AS sent JOIN {table} goal ON goal.id = sent.column1 "
-            "GROUP BY goal.id) AS counted "
-            f"WHERE {table}.id = counted.goal_id AND counted.amount <> 0 "
-            f"RETURNING {', '.join(f'{table}.{column}' for column in GOAL_COLUMNS)}",
-            [_datetime(at), _datetime(at), *_flat(rows)],
-        )
-        goals = []
-        for row in cursor.fetchall():
-            row = list(row)
-            row[6] = _datetime_from_db(row[6])  # reached_at
-            goals.append(Goal.from_db(connection.alias, GOAL_COLUMNS, row))
-        return goals
+    cursor = _cursor()
+    cursor.execute(
+        f"UPDATE {table} SET progress = {table}.progress + counted.amount, reached_at = CASE "
+        f"WHEN {table}.reached_at IS NULL AND {table}.progress + counted.amount >= {table}.target THEN %s "
+        f"ELSE {table}.reached_at END, version = {table}.version + 1, updated_at = %s "
+        "FROM (SELECT goal.id AS goal_id, SUM(CASE WHEN goal.gift_id IS NULL THEN sent.column3 "
+        "WHEN goal.gift_id = sent.column2 THEN sent.column4 ELSE 0 END) AS amount "
+        f"FROM (VALUES {_placeholders(4, len(rows))}) AS sent JOIN {table} goal ON goal.id = sent.column1 "
+        "GROUP BY goal.id) AS counted "
+        f"WHERE {table}.id = counted.goal_id AND counted.amount <> 0 "
+        f"RETURNING {', '.join(f'{table}.{column}' for column in GOAL_COLUMNS)}",
+        [_datetime(at), _datetime(at), *_flat(rows)],
+    )
+    goals = []
+    for row in cursor.fetchall():
+        row = list(row)
+        row[6] = _datetime_from_db(row[6])  # reached_at
+        goals.append(Goal.from_db(connection.alias, GOAL_COLUMNS, row))
+    return goals
 
 
 def pk_scores_add(changes: dict[int, int], *, at: datetime.datetime) -> set[int]:
@@ -452,29 +452,29 @@ def pk_scores_add(changes: dict[int, int], *, at: datetime.datetime) -> set[int]
     changes = {side_id: coins for side_id, coins in changes.items() if coins}
     if not changes:
         return set()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {PkSide._meta.db_table} SET score = score + CASE id "
-            f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END, updated_at = %s "
-            f"WHERE id IN ({_in_list(len(changes))}) RETURNING battle_id",
-            [*_flat(sorted(changes.items())), _datetime(at), *sorted(changes)],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    cursor = _cursor()
+    cursor.execute(
+        f"UPDATE {PkSide._meta.db_table} SET score = score + CASE id "
+        f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END, updated_at = %s "
+        f"WHERE id IN ({_in_list(len(changes))}) RETURNING battle_id",
+        [*_flat(sorted(changes.items())), _datetime(at), *sorted(changes)],
+    )
+    return {row[0] for row in cursor.fetchall()}
 
 
 def pk_battle_rooms(battle_ids: Iterable[int]) -> dict[int, list[str]]:
     """{battle pk: the public ids of its rooms}: whom to tell that a batch moved its scores."""
     battle_ids = sorted(set(battle_ids))
     rooms: dict[int, list[str]] = {battle_id: [] for battle_id in battle_ids}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.battle_id, r.room_id FROM {PkSide._meta.db_table} s "
-            f"JOIN {Room._meta.db_table} r ON r.id = s.room_id "
-            f"WHERE s.battle_id IN ({_in_list(len(battle_ids))}) ORDER BY s.id",
-            battle_ids,
-        )
-        for battle_id, room_id in cursor.fetchall():
-            rooms[battle_id].append(room_id)
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT s.battle_id, r.room_id FROM {PkSide._meta.db_table} s "
+        f"JOIN {Room._meta.db_table} r ON r.id = s.room_id "
+        f"WHERE s.battle_id IN ({_in_list(len(battle_ids))}) ORDER BY s.id",
+        battle_ids,
+    )
+    for battle_id, room_id in cursor.fetchall():
+        rooms[battle_id].append(room_id)
     return rooms
 
 
@@ -497,14 +497,14 @@ def _insert(
         params = [_array_literal(column) for column in zip(*rows, strict=True)]
     else:
         source, params = f"VALUES {_placeholders(len(columns), len(rows))}", _flat(rows)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) {source}"
-            + (f" ON CONFLICT {on_conflict}" if on_conflict else "")
-            + (f" RETURNING {returning}" if returning else ""),
-            params,
-        )
-        return cursor.fetchall() if returning else []
+    cursor = _cursor()
+    cursor.execute(
+        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) {source}"
+        + (f" ON CONFLICT {on_conflict}" if on_conflict else "")
+        + (f" RETURNING {returning}" if returning else ""),
+        params,
+    )
+    return cursor.fetchall() if returning else []
 
 
 @functools.cache
@@ -514,6 +514,27 @@ def _unnest_source(model: Any, columns: tuple[str, ...]) -> str:
     return "SELECT * FROM unnest({})".format(
         ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
     )
+
+
+def _cursor() -> CursorWrapper:
+    """The cursor every statement here runs on: one per database connection, kept between statements.
+
+    Django makes a new cursor for each `connection.cursor()`, which costs more CPU (about
+    50 µs) than a simple statement's round trip; a batch runs 14 or more statements. The
+    cursor is made again when the connection is a new one (reconnected, or another from
+    the pool) or when Django starts or stops logging queries (a debug cursor records them).
+    Every function here reads its rows before returning, so statements never share results.
+    """
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper: `connection` looks it up on every attribute
+    cursor = getattr(db, "_writer_cursor", None)
+    if (
+        cursor is None
+        or db.connection is None  # closed: db.cursor() connects again
+        or cursor.cursor.connection is not db.connection
+        or isinstance(cursor, CursorDebugWrapper) != db.queries_logged
+    ):
+        cursor = db._writer_cursor = db.cursor()
+    return cursor
 
 
 def _array_literal(values: Iterable[Any]) -> str:
