@@ -546,26 +546,22 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> _Moved:
 
 def _ledger_write(paid: list[_Paid], now: datetime.datetime) -> dict[str, int]:
     """One balanced transfer per gift: the sender pays, the host and the platform share. {reference: id}."""
-    transfer_ids = writer.transfers_insert(
-        [(Transfer.Kind.GIFT, _transfer_reference(gift.request), "") for gift in paid], at=now
-    )
     revenue_account = writer.platform_account_id(Account.Kind.REVENUE) or platform_account(Account.Kind.REVENUE).pk
-    entries: list[tuple[int, int, int, int | None]] = []
+    transfers, entries = [], []
     balance_changes: Counter[int] = Counter()
     for gift in paid:
-        transfer_id = transfer_ids[_transfer_reference(gift.request)]
+        reference = _transfer_reference(gift.request)
         platform_cut = gift.cost - gift.host_share
-        entries.append((transfer_id, gift.coins_account, -gift.cost, gift.coins_after))
+        transfers.append((Transfer.Kind.GIFT, reference, ""))
+        entries.append(writer.LedgerEntry(reference, gift.coins_account, -gift.cost, gift.coins_after))
         if gift.host_share:
-            entries.append((transfer_id, gift.earnings_account, gift.host_share, gift.earnings_after))
+            entries.append(writer.LedgerEntry(reference, gift.earnings_account, gift.host_share, gift.earnings_after))
         if platform_cut:
-            entries.append((transfer_id, revenue_account, platform_cut, None))
+            entries.append(writer.LedgerEntry(reference, revenue_account, platform_cut, None))
         balance_changes[gift.coins_account] -= gift.cost
         if gift.host_share:
             balance_changes[gift.earnings_account] += gift.host_share
-    writer.entries_insert(entries, at=now)
-    writer.balances_add(dict(balance_changes))
-    return transfer_ids
+    return writer.ledger_write(transfers, entries, dict(balance_changes), at=now)
 
 
 def _transfer_reference(request: GiftRequest) -> str:

@@ -6,8 +6,9 @@ statements however many gifts it holds. They are plain SQL, not the ORM, because
 has no multi-row upsert that adds to a column, no UPDATE that says what it wrote, and
 building one ORM query costs more CPU (about 0.3 ms) than the database takes to run it.
 Every statement is SQL that both PostgreSQL and SQLite (3.35+: RETURNING, row values) run,
-so the demo and the test suite exercise the same path as production; the one difference
-is how an INSERT carries its rows (arrays through `unnest` on PostgreSQL, see `_insert`).
+so the demo and the test suite exercise the same path as production. Two differences: an
+INSERT carries its rows as arrays through `unnest` on PostgreSQL (see `_insert`), and the
+ledger's three writes are one statement there (`ledger_write`), three on SQLite.
 
 Lock order, the same for every writer of money, so that two batches can wait for each
 other but never deadlock:
@@ -37,8 +38,9 @@ Before the batch, each request reads its room, host and open game in one join
   batch may credit (a share of 0 locks nothing), with their balances; the batch is decided
   against these. Holding a sender's coins is also what makes their daily spending limit
   exact: their next batch waits here, then reads what this one spent.
-- `transfers_insert`, `entries_insert`: every ledger row of the batch, two INSERTs.
-- `balances_add`: one UPDATE with a CASE that applies each locked account's net change.
+- `ledger_write`: every ledger row of the batch and each locked account's net change: on
+  PostgreSQL one INSERT of the transfers with the entries' INSERT and the balances' UPDATE
+  as data-modifying CTEs (SQLite: two INSERTs and an UPDATE).
 - `rooms_advance`: one UPDATE ... RETURNING that adds each room's number of new events to
   `last_seq` and returns the new value, the live session, its goal and its side in a
   running PK battle (rooms locked in pk order first when there are several). It comes
@@ -274,39 +276,62 @@ def combos_latest(
     return {(room_id, sender_id): (gift_id, combo) for room_id, sender_id, gift_id, combo in cursor}
 
 
-def transfers_insert(rows: Sequence[tuple[str, str, str]], *, at: datetime.datetime) -> dict[str, int]:
-    """Insert (kind, reference, memo) transfers; {reference: id}. References are unique, so they key the ids."""
-    returned = _insert(
-        Transfer,
-        ("kind", "reference", "memo", "created_at"),
-        [(kind, reference, memo, _datetime(at)) for kind, reference, memo in rows],
-        returning="id, reference",
-    )
-    return {reference: transfer_id for transfer_id, reference in returned}
+class LedgerEntry(NamedTuple):
+    transfer_reference: str  # the entry's transfer, written in the same call
+    account_id: int
+    amount: int
+    balance_after: int | None  # None for platform accounts, which keep no running balance
 
 
-def entries_insert(rows: Sequence[tuple[int, int, int, int | None]], *, at: datetime.datetime) -> None:
-    """Insert (transfer_id, account_id, amount, balance_after) ledger entries."""
+def ledger_write(
+    transfers: Sequence[tuple[str, str, str]],
+    entries: Sequence[LedgerEntry],
+    balance_changes: dict[int, int],
+    *,
+    at: datetime.datetime,
+) -> dict[str, int]:
+    """Write (kind, reference, memo) transfers, their entries, and each locked account's net change.
+
+    Returns {reference: transfer id}; references are unique, so they key the ids. On
+    PostgreSQL this is one statement: the INSERT of the entries and the UPDATE of the
+    balances are data-modifying CTEs beside the transfers' INSERT, joined to its RETURNING
+    by reference. The accounts are locked already (`accounts_lock`), so the UPDATE's order
+    cannot deadlock. SQLite has no data-modifying CTEs and runs the three statements.
+    """
+    changes = {account_id: change for account_id, change in balance_changes.items() if change}
+    if connection.vendor != "postgresql":
+        transfer_ids = _transfers_insert(transfers, at=at)
+        _entries_insert(
+            [
+                (transfer_ids[entry.transfer_reference], entry.account_id, entry.amount, entry.balance_after)
+                for entry in entries
+            ],
+            at=at,
+        )
+        _balances_add(changes)
+        return transfer_ids
     created_at = _datetime(at)
-    _insert(
-        Entry,
-        ("transfer_id", "account_id", "amount", "balance_after", "created_at"),
-        [(*row, created_at) for row in rows],
-    )
-
-
-def balances_add(changes: dict[int, int]) -> None:
-    """Add each locked account's net change: one UPDATE, whose order cannot deadlock as the rows are locked."""
-    changes = {account_id: change for account_id, change in changes.items() if change}
-    if not changes:
-        return
     cursor = _cursor()
     cursor.execute(
-        f"UPDATE {Account._meta.db_table} SET balance = balance + CASE id "
-        f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END "
-        f"WHERE id IN ({_in_list(len(changes))})",
-        [*_flat(changes.items()), *changes],
+        f"WITH transfer AS (INSERT INTO {Transfer._meta.db_table} (kind, reference, memo, created_at) "
+        f"{_unnest_source(Transfer, ('kind', 'reference', 'memo', 'created_at'))} RETURNING id, reference), "
+        f"entry AS (INSERT INTO {Entry._meta.db_table} (transfer_id, account_id, amount, balance_after, created_at) "
+        "SELECT transfer.id, e.account_id, e.amount, e.balance_after, %s FROM unnest("
+        f"{_unnest_casts(Entry, ('account_id', 'amount', 'balance_after'))}, %s::text[]) WITH ORDINALITY "
+        "AS e(account_id, amount, balance_after, reference, position) "
+        "JOIN transfer ON transfer.reference = e.reference ORDER BY e.position), "
+        f"balance AS (UPDATE {Account._meta.db_table} account SET balance = account.balance + change.amount "
+        f"FROM unnest({_unnest_casts(Account, ('id', 'balance'))}) AS change(id, amount) "
+        "WHERE account.id = change.id) "
+        "SELECT id, reference FROM transfer",
+        [
+            *(_array_literal(column) for column in _columns([(*transfer, created_at) for transfer in transfers], 4)),
+            created_at,
+            *(_array_literal(column) for column in _columns([(*entry[1:], entry[0]) for entry in entries], 4)),
+            *(_array_literal(column) for column in _columns(sorted(changes.items()), 2)),
+        ],
     )
+    return {reference: transfer_id for transfer_id, reference in cursor.fetchall()}
 
 
 EVENT_COLUMNS = (
@@ -478,6 +503,44 @@ def pk_battle_rooms(battle_ids: Iterable[int]) -> dict[int, list[str]]:
     return rooms
 
 
+# --- the ledger's three statements where a single one cannot run (SQLite) -------------------------
+
+
+def _transfers_insert(rows: Sequence[tuple[str, str, str]], *, at: datetime.datetime) -> dict[str, int]:
+    """Insert (kind, reference, memo) transfers; {reference: id}. References are unique, so they key the ids."""
+    returned = _insert(
+        Transfer,
+        ("kind", "reference", "memo", "created_at"),
+        [(kind, reference, memo, _datetime(at)) for kind, reference, memo in rows],
+        returning="id, reference",
+    )
+    return {reference: transfer_id for transfer_id, reference in returned}
+
+
+def _entries_insert(rows: Sequence[tuple[int, int, int, int | None]], *, at: datetime.datetime) -> None:
+    """Insert (transfer_id, account_id, amount, balance_after) ledger entries."""
+    created_at = _datetime(at)
+    _insert(
+        Entry,
+        ("transfer_id", "account_id", "amount", "balance_after", "created_at"),
+        [(*row, created_at) for row in rows],
+    )
+
+
+def _balances_add(changes: dict[int, int]) -> None:
+    """Add each locked account's net change: one UPDATE, whose order cannot deadlock as the rows are locked."""
+    changes = {account_id: change for account_id, change in changes.items() if change}
+    if not changes:
+        return
+    cursor = _cursor()
+    cursor.execute(
+        f"UPDATE {Account._meta.db_table} SET balance = balance + CASE id "
+        f"{' '.join(['WHEN %s THEN %s'] * len(changes))} END "
+        f"WHERE id IN ({_in_list(len(changes))})",
+        [*_flat(changes.items()), *changes],
+    )
+
+
 # --- helpers --------------------------------------------------------------------------------------
 
 
@@ -510,10 +573,19 @@ def _insert(
 @functools.cache
 def _unnest_source(model: Any, columns: tuple[str, ...]) -> str:
     """`SELECT * FROM unnest(%s::bigint[], ...)` for these columns: the same for every batch."""
+    return f"SELECT * FROM unnest({_unnest_casts(model, columns)})"
+
+
+@functools.cache
+def _unnest_casts(model: Any, columns: tuple[str, ...]) -> str:
+    """`%s::bigint[], %s::varchar(10)[]`: one array placeholder for each of these columns, of its type."""
     fields = {field.column: field for field in model._meta.concrete_fields}
-    return "SELECT * FROM unnest({})".format(
-        ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
-    )
+    return ", ".join(f"%s::{fields[column].db_type(connection)}[]" for column in columns)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[tuple[Any, ...]]:
+    """The rows' columns, `width` of them even when there are no rows."""
+    return list(zip(*rows, strict=True)) if rows else [()] * width
 
 
 def _cursor() -> CursorWrapper:
