@@ -87,8 +87,13 @@ SERVERS = {
     "daphne": "{python} -m daphne -b 127.0.0.1 -p {port} gifting_site.asgi:application",
     # WSGI for the REST and server APIs: threads, so a process's concurrent sends feed its group commit.
     "gunicorn-2": "{python} -m gunicorn gifting_site.wsgi:application --bind 127.0.0.1:{port} "
-    "--workers 2 --worker-class gthread --threads 8 --log-level warning",
+    "--workers 2 --worker-class gthread --threads 16 --log-level warning",
 }
+
+
+def pool_size(server: str) -> int:
+    """DATABASE_POOL_SIZE per process as the README runs SERVER: one connection per gunicorn thread."""
+    return 16 if server.startswith("gunicorn") else 8
 
 
 @dataclass

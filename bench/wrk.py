@@ -1,0 +1,176 @@
+"""Gift load from wrk, a C HTTP client far cheaper per request than the server it loads.
+
+The benchmarks drive the server with wrk and a Lua script per kind of load, so what they
+measure is the server and not the client (a Python client of the same connections took a
+third of a core at these rates). What wrk cannot tell, how many gifts were paid and how
+many went into each write batch, the server's own /metrics tells (`server_totals`).
+
+- `send_script`: single REST sends, POST /api/rooms/{id}/gifts/, from a random sender of the
+  seed (with its token) into a random room of `rooms`, every request a new msg_id.
+- `batch_script`: SendDanmakuGifts calls of BATCH_SIZE gifts from random senders into a
+  random room, each call signed ahead of time with its own nonce (wrk's Lua has no MD5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from common import ROOT
+
+BATCH_SIZE = 50
+METRICS_TOKEN = "bench-metrics"  # set as the server's METRICS_TOKEN so the bench may scrape it
+THREADS = 2
+
+SEND_SCRIPT = """
+local tokens = {%(tokens)s}
+local rooms = {%(rooms)s}
+local next_thread = 0
+local sent = 0
+
+function setup(thread)
+  thread:set("thread", next_thread)
+  next_thread = next_thread + 1
+end
+
+function request()
+  sent = sent + 1
+  local body = '{"gift_id": "rose", "msg_id": "%(tag)s-' .. thread .. '-' .. sent .. '"}'
+  local headers = {
+    ["Authorization"] = "Token " .. tokens[math.random(#tokens)],
+    ["Content-Type"] = "application/json",
+  }
+  return wrk.format("POST", "/api/rooms/" .. rooms[math.random(#rooms)] .. "/gifts/", headers, body)
+end
+"""
+
+BATCH_SCRIPT = """
+local queries = {%(queries)s}
+local senders = {%(senders)s}
+local rooms = {%(rooms)s}
+local next_thread = 0
+local sent = 0
+
+function setup(thread)
+  thread:set("thread", next_thread)
+  next_thread = next_thread + 1
+end
+
+function request()
+  sent = sent + 1
+  -- The threads take turns through the signed queries: each nonce is used once.
+  local query = queries[(sent - 1) * %(threads)d + thread + 1]
+  local gifts = {}
+  for number = 1, %(size)d do
+    gifts[number] = '{"UserInfo": {"UserId": "' .. senders[math.random(#senders)] .. '"}, '
+      .. '"GiftInfo": {"GiftId": "rose", "Value": 1, "Num": 1}, '
+      .. '"MsgId": "%(tag)s-' .. thread .. '-' .. sent .. '-' .. number .. '"}'
+  end
+  local body = '{"RoomId": "' .. rooms[math.random(#rooms)] .. '", "GiftList": [' .. table.concat(gifts, ", ") .. ']}'
+  return wrk.format("POST", "/api/v1/?" .. query, {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def lua_list(values: list[str]) -> str:
+    return ", ".join(f'"{value}"' for value in values)
+
+
+def send_script(path: Path, seed: dict, rooms: list[str], tag: str) -> Path:
+    tokens = lua_list([sender["token"] for sender in seed["senders"]])
+    path.write_text(SEND_SCRIPT % {"tokens": tokens, "rooms": lua_list(rooms), "tag": tag})
+    return path
+
+
+def batch_script(path: Path, seed: dict, rooms: list[str], tag: str, calls: int) -> Path:
+    """A script for at most `calls` calls; any call beyond them reuses a nonce and is refused."""
+    app = seed["app"]
+    queries = []
+    for _ in range(calls):
+        nonce, timestamp = secrets.token_hex(8), str(int(time.time()))
+        signature = hashlib.md5(f"{app['app_id']}{nonce}{app['secret']}{timestamp}".encode()).hexdigest()  # noqa: S324
+        queries.append(
+            f"Action=SendDanmakuGifts&AppId={app['app_id']}&SignatureNonce={nonce}&Timestamp={timestamp}"
+            f"&Signature={signature}&SignatureVersion=2.0"
+        )
+    senders = lua_list([sender["user_id"] for sender in seed["senders"]])
+    path.write_text(
+        BATCH_SCRIPT
+        % {
+            "queries": lua_list(queries),
+            "senders": senders,
+            "rooms": lua_list(rooms),
+            "tag": tag,
+            "threads": THREADS,
+            "size": BATCH_SIZE,
+        }
+    )
+    return path
+
+
+def ensure_installed() -> None:
+    if shutil.which("wrk") is None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "install-wrk.sh")], check=False)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed and scripts/install-wrk.sh could not install it")
+
+
+def run(port: int, path: str, *, connections: int, seconds: int, script: Path | None = None) -> dict:
+    """One wrk run: requests/s, latency percentiles in ms, non-2xx answers, socket errors."""
+    # A batch call of 50 gifts may take seconds under load: wrk would count it an error after 2.
+    command = ["wrk", "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    out = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "per_s": float(rate.group(1)),
+        "p50_ms": _percentile_ms(out, "50%"),
+        "p99_ms": _percentile_ms(out, "99%"),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+def _percentile_ms(out: str, label: str) -> float:
+    match = re.search(rf"^\s+{re.escape(label)}\s+([\d.]+)(us|ms|s|m)\b", out, re.MULTILINE)
+    if match is None:
+        return float("nan")
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[match.group(2)]
+
+
+def server_totals(port: int) -> dict[str, float]:
+    """From the server's /metrics (every process's): gifts decided and paid, write batches and their gifts so far."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+
+    def value(pattern: str) -> float:
+        match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    decided = sum(float(found) for found in re.findall(r"^giftstream_gifts_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
+    return {
+        "decided": decided,
+        "paid": value(r'giftstream_gifts_total\{result="0"\}'),
+        "batches": value("giftstream_write_batch_gifts_count"),
+        "batch_gifts": value("giftstream_write_batch_gifts_sum"),
+    }
+
+
+def gifts_per_batch(before: dict[str, float], after: dict[str, float]) -> float:
+    batches = after["batches"] - before["batches"]
+    return (after["batch_gifts"] - before["batch_gifts"]) / batches if batches else 0.0
