@@ -1,5 +1,7 @@
 """The database pool after PostgreSQL has cut every connection in it (a failover, a restart)."""
 
+import time
+
 import pytest
 from django.db import connection
 
@@ -33,8 +35,16 @@ def backend_pid(wrapper: DatabaseWrapper) -> int:
 
 
 def terminate(pids: set[int]) -> None:
+    """Terminates the backends, and returns once they are gone (pg_terminate_backend only signals them)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [list(pids)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [list(pids)])
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"backends {pids} outlived pg_terminate_backend")
 
 
 def test_a_request_after_every_pooled_connection_was_cut_gets_a_working_one():
@@ -59,6 +69,42 @@ def test_a_request_after_every_pooled_connection_was_cut_gets_a_working_one():
         # and the next requests are served by live connections too
         assert backend_pid(wrapper) not in pids
         wrapper.close()
+    finally:
+        wrapper.close_pool()
+
+
+def test_a_live_connection_is_handed_out_without_a_round_trip_and_a_cut_one_is_proven_dead():
+    wrapper = pooled_wrapper()
+    pool = wrapper.pool
+    checked = []
+    full_check = pool.check_connection
+
+    def counted_check(pooled_connection):
+        checked.append(pooled_connection.info.backend_pid)
+        full_check(pooled_connection)
+
+    pool.check_connection = counted_check
+    try:
+        pool.open(wait=True)
+        # Given pooled connections PostgreSQL left alone
+        first = backend_pid(wrapper)
+        wrapper.close()
+        second = backend_pid(wrapper)
+        wrapper.close()
+        # then they were handed out with no query to prove them
+        assert checked == []
+
+        # Given every one of them terminated while idle in the pool
+        held = [pool.getconn() for _ in range(POOL_SIZE)]
+        pids = {held_connection.info.backend_pid for held_connection in held} | {first, second}
+        for held_connection in held:
+            pool.putconn(held_connection)
+        terminate(pids)
+
+        # then a request gets a working connection, after the check found the cut ones dead
+        assert backend_pid(wrapper) not in pids
+        wrapper.close()
+        assert checked and set(checked) <= pids
     finally:
         wrapper.close_pool()
 
