@@ -1,5 +1,7 @@
 """Request bodies every API accepts: JSON whose text the database can store."""
 
+import re
+
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
@@ -18,6 +20,9 @@ class StorableJSONParser(JSONParser):
         return data
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _holds_unstorable_text(data) -> bool:
     pending = [data]
     while pending:
@@ -27,6 +32,6 @@ def _holds_unstorable_text(data) -> bool:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-        elif isinstance(value, str) and ("\x00" in value or any("\ud800" <= char <= "\udfff" for char in value)):
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
             return True
     return False
