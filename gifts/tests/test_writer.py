@@ -1,13 +1,16 @@
 """Batches through `gifts_send` and the ledger writer: each gift decided on its own, all written together."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from gifting_site.errors import RoomUnavailable
 from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import game_for_gifts, game_session_end, game_session_open, gifts_send, room_for_gifts
+from gifts.services import COMBO_WINDOW, game_for_gifts, game_session_end, game_session_open, gifts_send, room_for_gifts
 from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, gift_request, started_game
 from rankings.models import BOARD_PERIODS
 from rankings.selectors import leaderboard_top
@@ -196,3 +199,27 @@ def test_msg_ids_of_any_text_are_stored_and_found_again_exactly(room, rose):
     ]
     assert profile_balances(fan)["coins"] == 1_000 - 10 * len(AWKWARD_MSG_IDS)
     assert_ledger_sound()
+
+
+def test_a_combo_counts_on_from_the_senders_newest_gift_in_the_room_only_within_the_window(room, rose):
+    GiftFactory(gift_id="car", price=50)
+    other_room = RoomFactory()
+    streaking, lapsed, elsewhere = (ProfileFactory(coins=10_000) for _ in range(3))
+    # given a streak of two roses, a streak that lapsed, and gifts in another room only
+    gifts_send([gift_request(streaking, room, "s1"), gift_request(streaking, room, "s2")])
+    gifts_send([gift_request(lapsed, room, "l1"), gift_request(lapsed, room, "l2", gift_code="car")])
+    GiftEvent.objects.filter(sender=lapsed).update(created_at=timezone.now() - COMBO_WINDOW - timedelta(seconds=1))
+    gifts_send([gift_request(elsewhere, other_room, "e1")])
+
+    # when each sends again in the room, in one batch
+    outcomes = gifts_send(
+        [
+            gift_request(streaking, room, "s3"),
+            gift_request(lapsed, room, "l3", gift_code="car"),
+            gift_request(elsewhere, room, "e2"),
+            gift_request(streaking, room, "s4", gift_code="car"),
+        ]
+    )
+
+    # then the streak counts on, the lapsed one and the newcomer start over, and another gift resets it
+    assert [outcome.event.combo for outcome in outcomes] == [3, 1, 1, 1]
