@@ -1,6 +1,6 @@
 """Gift throughput against pgbench, side by side in one run.
 
-    python bench/throughput.py [--clients 16 64] [--seconds 20] [--server gunicorn-2] [--pool 8]
+    python bench/throughput.py [--clients 16 64] [--seconds 20] [--server gunicorn-2] [--pool 16]
                                [--modes spread hot batch]
 
 For each client count: `pgbench` (built-in TPC-B-like script, scale 10, same client count) on
@@ -9,7 +9,9 @@ senders:
 
 - spread: single gifts through POST /api/rooms/{id}/gifts/, random sender, random room;
 - hot: the same, every gift into one room to one host (the worst case for row locks);
-- batch: signed SendDanmakuGifts calls of 50 gifts each into random rooms.
+- batch: signed SendDanmakuGifts calls of 50 gifts each into random rooms;
+- spread at ½ rate, after spread: the same sends at half the gifts/s spread reached, for
+  the latency a sender sees on a server that is not saturated.
 
 The load comes from wrk (bench/wrk.py), CLIENTS connections over 2 threads, so the client
 costs a small part of what the server does. Gifts/s counts the gifts the server paid (its
@@ -47,6 +49,7 @@ from common import (  # noqa: E402
 )
 
 GIFTS_DATABASE = "gs_bench_throughput"
+HALF = "spread at ½ rate"  # single sends at half the spread run's gifts/s: the latency target's load
 PGBENCH_DATABASE = "gs_bench_pgbench"
 PORT = 8731
 
@@ -61,8 +64,13 @@ def pgbench_tps(clients: int, seconds: int) -> float:
     return float(match.group(1))
 
 
-def load_measured(server: Server, seed_data: dict, workdir: Path, mode: str, clients: int, seconds: int) -> dict:
-    """One wrk run of MODE with CLIENTS connections: gifts/s, latency per call, CPU per paid gift."""
+def load_measured(
+    server: Server, seed_data: dict, workdir: Path, mode: str, clients: int, seconds: int, *, delay_ms: int = 0
+) -> dict:
+    """One wrk run of MODE with CLIENTS connections: gifts/s, latency per call, CPU per paid gift.
+
+    With `delay_ms` (single sends only) each connection pauses that long on average after each answer.
+    """
     tag = f"{mode}-{clients}-{time.time_ns()}"
     rooms = seed_data["rooms"][:1] if mode == "hot" else seed_data["rooms"]
     script = workdir / f"{tag}.lua"
@@ -70,7 +78,7 @@ def load_measured(server: Server, seed_data: dict, workdir: Path, mode: str, cli
         # More signed calls than the server could take in the time: none is ever reused.
         wrk.batch_script(script, seed_data, rooms, tag, calls=200 * seconds)
     else:
-        wrk.send_script(script, seed_data, rooms, tag)
+        wrk.send_script(script, seed_data, rooms, tag, delay_ms=delay_ms)
     totals_before = wrk.server_totals(PORT)
     server_before, postgres_before = group_cpu_seconds(server.process.pid), postgres_cpu_seconds()
     started = time.monotonic()
@@ -85,6 +93,19 @@ def load_measured(server: Server, seed_data: dict, workdir: Path, mode: str, cli
     result["server_cpu_ms"] = server_cpu / max(paid, 1) * 1000
     result["postgres_cpu_ms"] = (postgres_cpu - postgres_before) / max(paid, 1) * 1000
     return result
+
+
+def half_rate_measured(server: Server, seed_data: dict, workdir: Path, clients: int, seconds: int, most: float) -> dict:
+    """Single sends into random rooms at about half of `most` gifts/s: the latency a sender sees there.
+
+    wrk has no fixed rate; each connection pauses between its sends instead. A connection's
+    cycle is its answer's latency plus its pause, so a short first run measures the latency
+    and the pause is set to what remains of CLIENTS / rate.
+    """
+    cycle_ms = 1000 * clients / (most / 2)
+    probe = load_measured(server, seed_data, workdir, "spread", clients, 5, delay_ms=int(cycle_ms))
+    delay_ms = max(1, int(cycle_ms - probe["p50_ms"]))
+    return load_measured(server, seed_data, workdir, "spread", clients, seconds, delay_ms=delay_ms)
 
 
 def main() -> None:
@@ -134,15 +155,12 @@ def main() -> None:
             for mode in args.modes:
                 result = load_measured(server, seed_data, workdir, mode, clients, args.seconds)
                 row[mode] = result
-                print(
-                    f"  {clients:>3} clients {mode:<6} {result['gifts_per_s']:>8.1f} gifts/s  "
-                    f"p50 {result['p50_ms']:>6.1f} ms  p99 {result['p99_ms']:>7.1f} ms  "
-                    f"CPU/gift: server {result['server_cpu_ms']:.2f} ms, "
-                    f"PostgreSQL {result['postgres_cpu_ms']:.2f} ms  gifts per write batch {result['per_batch']:.1f}  "
-                    f"non-2xx {result['non_2xx']}  refused gifts {result['refused']}"
-                    + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
-                    flush=True,
-                )
+                report(clients, mode, result)
+                if mode == "spread":
+                    row[HALF] = half_rate_measured(
+                        server, seed_data, workdir, clients, args.seconds, result["gifts_per_s"]
+                    )
+                    report(clients, HALF, row[HALF])
             print(f"  {clients:>3} clients pgbench {tps:>7.1f} tps", flush=True)
             rows.append(row)
         rss = server.rss_mb()
@@ -160,7 +178,7 @@ def main() -> None:
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
         spread = row.get("spread", {}).get("gifts_per_s")
-        for mode in args.modes:
+        for mode in [*args.modes, HALF] if spread else args.modes:
             result = row[mode]
             ratio = result["gifts_per_s"] / row["pgbench_tps"]
             versus = f"{result['gifts_per_s'] / spread:.2f}" if spread and mode != "spread" else "-"
@@ -170,6 +188,18 @@ def main() -> None:
                 f"{result['postgres_cpu_ms']:.2f} | {result['per_batch']:.1f} | {ratio:.2f} | {versus} |"
             )
     print(f"\nserver RSS at the end: {rss:.0f} MB")
+
+
+def report(clients: int, mode: str, result: dict) -> None:
+    print(
+        f"  {clients:>3} clients {mode:<6} {result['gifts_per_s']:>8.1f} gifts/s  "
+        f"p50 {result['p50_ms']:>6.1f} ms  p99 {result['p99_ms']:>7.1f} ms  "
+        f"CPU/gift: server {result['server_cpu_ms']:.2f} ms, "
+        f"PostgreSQL {result['postgres_cpu_ms']:.2f} ms  gifts per write batch {result['per_batch']:.1f}  "
+        f"non-2xx {result['non_2xx']}  refused gifts {result['refused']}"
+        + (f"  socket errors: {result['socket_errors']}" if result["socket_errors"] else ""),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

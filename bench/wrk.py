@@ -6,7 +6,8 @@ third of a core at these rates). What wrk cannot tell, how many gifts were paid 
 many went into each write batch, the server's own /metrics tells (`server_totals`).
 
 - `send_script`: single REST sends, POST /api/rooms/{id}/gifts/, from a random sender of the
-  seed (with its token) into a random room of `rooms`, every request a new msg_id.
+  seed (with its token) into a random room of `rooms`, every request a new msg_id; as fast
+  as the server answers, or with a pause between a connection's sends for a steady rate.
 - `batch_script`: SendDanmakuGifts calls of BATCH_SIZE gifts from random senders into a
   random room, each call signed ahead of time with its own nonce (wrk's Lua has no MD5).
 """
@@ -51,6 +52,14 @@ function request()
 end
 """
 
+# Appended to SEND_SCRIPT to send at a steady rate: each connection waits a random time
+# (DELAY_MS on average) after each answer before its next request.
+DELAY_SCRIPT = """
+function delay()
+  return math.random(0, 2 * %(delay_ms)d)
+end
+"""
+
 BATCH_SCRIPT = """
 local queries = {%(queries)s}
 local senders = {%(senders)s}
@@ -83,9 +92,11 @@ def lua_list(values: list[str]) -> str:
     return ", ".join(f'"{value}"' for value in values)
 
 
-def send_script(path: Path, seed: dict, rooms: list[str], tag: str) -> Path:
+def send_script(path: Path, seed: dict, rooms: list[str], tag: str, *, delay_ms: int = 0) -> Path:
+    """A script of single sends; with `delay_ms`, each connection pauses that long on average between them."""
     tokens = lua_list([sender["token"] for sender in seed["senders"]])
-    path.write_text(SEND_SCRIPT % {"tokens": tokens, "rooms": lua_list(rooms), "tag": tag})
+    script = SEND_SCRIPT % {"tokens": tokens, "rooms": lua_list(rooms), "tag": tag}
+    path.write_text(script + (DELAY_SCRIPT % {"delay_ms": delay_ms} if delay_ms else ""))
     return path
 
 
