@@ -822,10 +822,7 @@ def _server_senders(gifts: list[ServerGift], request_id: str) -> dict[str, Profi
 
     One read for the whole batch; a write only for a newcomer or changed UserInfo.
     """
-    senders: dict[str, Profile | None] = {
-        profile.user_id: profile
-        for profile in Profile.objects.filter(user_id__in={gift.user_id for gift in gifts}).select_related("login")
-    }
+    senders: dict[str, Profile | None] = dict(writer.profiles_by_user_id(gift.user_id for gift in gifts))
     for gift in gifts:
         try:
             if gift.user_id not in senders:

@@ -26,7 +26,8 @@ this one is visible.
 The statements, in the order a batch runs them:
 
 Before the batch, each request reads its room, host and open game in one join
-(`room_with_open_game`).
+(`room_with_open_game`), and a SendDanmakuGifts call its senders in one read
+(`profiles_by_user_id`).
 
 - `msg_ids_claim`: one SELECT of `pg_try_advisory_xact_lock` per MsgId over an array, so a
   duplicate in flight in another transaction is known at once (10006) instead of waited for.
@@ -80,7 +81,7 @@ from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 
 # Each model's columns a send reads, in its field order (which Model.from_db expects).
 ROOM_COLUMNS = ("id", "room_id", "host_id", "title", "is_live", "current_session_id", "last_seq")
-HOST_COLUMNS = ("id", "login_id", "user_id", "nickname", "avatar", "sex")
+PROFILE_COLUMNS = ("id", "login_id", "user_id", "nickname", "avatar", "sex")
 GAME_SESSION_COLUMNS = ("id", "room_id", "mini_game_id", "state")
 MINI_GAME_COLUMNS = ("id", "mini_game_id", "name", "relay")
 
@@ -93,7 +94,7 @@ def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
     """
     selected = [
         *(f"r.{column}" for column in ROOM_COLUMNS),
-        *(f"h.{column}" for column in HOST_COLUMNS),
+        *(f"h.{column}" for column in PROFILE_COLUMNS),
         *(f"s.{column}" for column in GAME_SESSION_COLUMNS),
         *(f"m.{column}" for column in MINI_GAME_COLUMNS),
     ]
@@ -114,7 +115,7 @@ def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
         model.from_db(connection.alias, columns, [next(values) for _ in columns])
         for model, columns in (
             (Room, ROOM_COLUMNS),
-            (Profile, HOST_COLUMNS),
+            (Profile, PROFILE_COLUMNS),
             (GameSession, GAME_SESSION_COLUMNS),
             (MiniGame, MINI_GAME_COLUMNS),
         )
@@ -126,6 +127,22 @@ def room_with_open_game(room_id: str) -> tuple[Room, GameSession | None] | None:
         return room, None
     session.room, session.mini_game = room, mini_game
     return room, session
+
+
+def profiles_by_user_id(user_ids: Iterable[str]) -> dict[str, Profile]:
+    """{UserId: person} of those of these UserIds who exist: a SendDanmakuGifts GiftList's senders.
+
+    One cursor read, like the room's: the ORM's took a tenth of a 50-gift call's CPU.
+    """
+    user_ids = sorted(set(user_ids))
+    cursor = _cursor()
+    cursor.execute(
+        f"SELECT {', '.join(PROFILE_COLUMNS)} FROM {Profile._meta.db_table} "
+        f"WHERE user_id IN ({_in_list(len(user_ids))})",
+        user_ids,
+    )
+    profiles = (Profile.from_db(connection.alias, PROFILE_COLUMNS, row) for row in cursor.fetchall())
+    return {profile.user_id: profile for profile in profiles}
 
 
 # --- the batch ------------------------------------------------------------------------------------
