@@ -5,6 +5,7 @@ with the first connection of any kind (see gifts.broadcast). Loading it starts t
 process's PK clock (engagement.clock).
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -32,3 +33,7 @@ application = bound_to_server_loop(
         }
     )
 )
+
+# What loading the app made lives as long as the process: out of the collector's full passes,
+# which pause the event loop of a loaded worker (a gunicorn worker's: 50-110 ms, 20-30 ms frozen).
+gc.freeze()
