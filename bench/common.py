@@ -159,19 +159,34 @@ def group_cpu_seconds(pid: int) -> float:
 
 
 def postgres_cpu_seconds() -> float:
-    """User + system CPU of every PostgreSQL process on this machine (all backends)."""
-    out = subprocess.run(["ps", "-o", "pid=", "-C", "postgres"], capture_output=True, text=True)
-    return _cpu_seconds(out.stdout.split())
+    """User + system CPU of PostgreSQL on this machine: its live processes', and its exited backends'.
+
+    A backend exits with its connection (pgbench's all do at the end of a run); the postmaster
+    reaps it and the kernel adds its time to the postmaster's children's (cutime, cstime), so
+    this is a counter whose difference over any interval is what PostgreSQL spent in it.
+    """
+    pids = subprocess.run(["ps", "-o", "pid=", "-C", "postgres"], capture_output=True, text=True).stdout.split()
+    reaped = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields and fields[1] not in pids:  # the postmaster: its parent is not PostgreSQL
+            reaped += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return _cpu_seconds(pids) + reaped / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: str) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, ... (utime is [11], stime [12])."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
 
 
 def _cpu_seconds(pids: list[str]) -> float:
     ticks = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if fields := _stat_fields(pid):
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

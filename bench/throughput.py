@@ -54,14 +54,17 @@ PGBENCH_DATABASE = "gs_bench_pgbench"
 PORT = 8731
 
 
-def pgbench_tps(clients: int, seconds: int) -> float:
-    """Transactions per second of pgbench's built-in TPC-B-like script, scale 10."""
+def pgbench_measured(clients: int, seconds: int) -> tuple[float, float]:
+    """pgbench's built-in TPC-B-like script, scale 10: (transactions/s, PostgreSQL CPU ms per transaction)."""
     command = ["pgbench", "-h", PG_HOST, "-U", PG_USER, "-c", str(clients), "-j", "2", "-T", str(seconds), "-n"]
+    postgres_before = postgres_cpu_seconds()
     out = subprocess.run([*command, PGBENCH_DATABASE], capture_output=True, text=True, check=True).stdout
-    match = re.search(r"tps = ([\d.]+)", out)
-    if match is None:
+    postgres_cpu = postgres_cpu_seconds() - postgres_before
+    tps = re.search(r"tps = ([\d.]+)", out)
+    transactions = re.search(r"number of transactions actually processed: (\d+)", out)
+    if tps is None or transactions is None:
         raise RuntimeError(f"pgbench printed no tps:\n{out}")
-    return float(match.group(1))
+    return float(tps.group(1)), postgres_cpu / max(int(transactions.group(1)), 1) * 1000
 
 
 def load_measured(
@@ -153,8 +156,8 @@ def main() -> None:
     rows = []
     try:
         for clients in args.clients:
-            tps = pgbench_tps(clients, args.seconds)
-            row = {"clients": clients, "pgbench_tps": tps}
+            tps, pgbench_cpu_ms = pgbench_measured(clients, args.seconds)
+            row = {"clients": clients, "pgbench_tps": tps, "pgbench_cpu_ms": pgbench_cpu_ms}
             for mode in args.modes:
                 result = load_measured(server, seed_data, workdir, mode, clients, args.seconds)
                 row[mode] = result
@@ -164,7 +167,11 @@ def main() -> None:
                         server, seed_data, workdir, clients, args.seconds, result["gifts_per_s"]
                     )
                     report(clients, HALF, row[HALF])
-            print(f"  {clients:>3} clients pgbench {tps:>7.1f} tps", flush=True)
+            print(
+                f"  {clients:>3} clients pgbench {tps:>7.1f} tps, "
+                f"PostgreSQL CPU {pgbench_cpu_ms:.2f} ms per transaction",
+                flush=True,
+            )
             rows.append(row)
         rss = server.rss_mb()
     finally:
@@ -174,7 +181,8 @@ def main() -> None:
 
     print()
     header = (
-        "| clients | pgbench tps | mode | gifts/s | p50 ms | p99 ms | server CPU ms/gift | PostgreSQL CPU ms/gift "
+        "| clients | pgbench tps | pgbench: PostgreSQL CPU ms/txn | mode | gifts/s | p50 ms | p99 ms "
+        "| server CPU ms/gift | PostgreSQL CPU ms/gift "
         "| gifts per batch | gifts/s ÷ pgbench tps | vs spread |"
     )
     print(header)
@@ -186,7 +194,8 @@ def main() -> None:
             ratio = result["gifts_per_s"] / row["pgbench_tps"]
             versus = f"{result['gifts_per_s'] / spread:.2f}" if spread and mode != "spread" else "-"
             print(
-                f"| {row['clients']} | {row['pgbench_tps']:.0f} | {mode} | {result['gifts_per_s']:.0f} | "
+                f"| {row['clients']} | {row['pgbench_tps']:.0f} | {row['pgbench_cpu_ms']:.2f} | {mode} "
+                f"| {result['gifts_per_s']:.0f} | "
                 f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['server_cpu_ms']:.2f} | "
                 f"{result['postgres_cpu_ms']:.2f} | {result['per_batch']:.1f} | {ratio:.2f} | {versus} |"
             )
