@@ -14,11 +14,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gifting_site.settings")
 django_asgi_app = get_asgi_application()
 
 # Django must be set up before these imports.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from engagement.clock import pk_clock_start  # noqa: E402
+from gifting_site.middleware import viewer_auth_middleware_stack  # noqa: E402
 from gifts.broadcast import bound_to_server_loop  # noqa: E402
 from gifts.routing import websocket_urlpatterns  # noqa: E402
 
@@ -29,7 +29,7 @@ application = bound_to_server_loop(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": AllowedHostsOriginValidator(viewer_auth_middleware_stack(URLRouter(websocket_urlpatterns))),
         }
     )
 )
