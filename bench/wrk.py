@@ -30,9 +30,9 @@ BATCH_SIZE = 50
 METRICS_TOKEN = "bench-metrics"  # set as the server's METRICS_TOKEN so the bench may scrape it
 THREADS = 2
 
-SEND_SCRIPT = """
-local tokens = {%(tokens)s}
-local rooms = {%(rooms)s}
+# Every script starts so: each wrk thread knows its number (`thread`) and counts its requests
+# (`sent`), which together make every MsgId of a run unique.
+THREADS_NUMBERED = """
 local next_thread = 0
 local sent = 0
 
@@ -40,6 +40,13 @@ function setup(thread)
   thread:set("thread", next_thread)
   next_thread = next_thread + 1
 end
+"""
+
+SEND_SCRIPT = (
+    THREADS_NUMBERED
+    + """
+local tokens = {%(tokens)s}
+local rooms = {%(rooms)s}
 
 function request()
   sent = sent + 1
@@ -51,6 +58,7 @@ function request()
   return wrk.format("POST", "/api/rooms/" .. rooms[math.random(#rooms)] .. "/gifts/", headers, body)
 end
 """
+)
 
 # Appended to SEND_SCRIPT to send at a steady rate: each connection waits a random time
 # (DELAY_MS on average) after each answer before its next request.
@@ -60,17 +68,12 @@ function delay()
 end
 """
 
-BATCH_SCRIPT = """
+BATCH_SCRIPT = (
+    THREADS_NUMBERED
+    + """
 local queries = {%(queries)s}
 local senders = {%(senders)s}
 local rooms = {%(rooms)s}
-local next_thread = 0
-local sent = 0
-
-function setup(thread)
-  thread:set("thread", next_thread)
-  next_thread = next_thread + 1
-end
 
 function request()
   sent = sent + 1
@@ -86,6 +89,7 @@ function request()
   return wrk.format("POST", "/api/v1/?" .. query, {["Content-Type"] = "application/json"}, body)
 end
 """
+)
 
 
 def lua_list(values: list[str]) -> str:
