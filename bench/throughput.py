@@ -40,7 +40,6 @@ from common import (  # noqa: E402
     Server,
     database_drop,
     database_recreate,
-    group_cpu_seconds,
     machine,
     pool_size,
     postgres_cpu_seconds,
@@ -82,19 +81,11 @@ def load_measured(
         wrk.batch_script(script, seed_data, rooms, tag, calls=200 * seconds)
     else:
         wrk.send_script(script, seed_data, rooms, tag, delay_ms=delay_ms)
-    totals_before = wrk.server_totals(PORT)
-    server_before, postgres_before = group_cpu_seconds(server.process.pid), postgres_cpu_seconds()
-    started = time.monotonic()
-    result = wrk.run(PORT, "/healthz", connections=clients, seconds=seconds, script=script)
-    elapsed = time.monotonic() - started
-    server_cpu, postgres_cpu = group_cpu_seconds(server.process.pid) - server_before, postgres_cpu_seconds()
-    totals = wrk.server_totals(PORT)
-    paid = totals["paid"] - totals_before["paid"]
-    result["gifts_per_s"] = paid / elapsed
-    result["refused"] = int(totals["decided"] - totals_before["decided"] - paid)
-    result["per_batch"] = wrk.gifts_per_batch(totals_before, totals)
-    result["server_cpu_ms"] = server_cpu / max(paid, 1) * 1000
-    result["postgres_cpu_ms"] = (postgres_cpu - postgres_before) / max(paid, 1) * 1000
+    result = wrk.measured_run(server, connections=clients, seconds=seconds, script=script)
+    paid = max(result["paid"], 1)
+    result["gifts_per_s"] = result["paid"] / result["elapsed"]
+    result["server_cpu_ms"] = result["server_cpu"] / paid * 1000
+    result["postgres_cpu_ms"] = result["postgres_cpu"] / paid * 1000
     return result
 
 

@@ -34,10 +34,8 @@ from common import (  # noqa: E402
     Server,
     database_drop,
     database_recreate,
-    group_cpu_seconds,
     machine,
     pool_size,
-    postgres_cpu_seconds,
     seed,
     server_env,
 )
@@ -85,16 +83,10 @@ def main() -> None:
                     tag = f"{name}-{mode}-{time.time_ns()}"
                     runs[mode] = wrk.send_script(workdir / f"{name}-{mode}.lua", data, rooms, tag)
                 for mode, script in runs.items():
-                    totals_before = wrk.server_totals(PORT)
-                    before, postgres_before = group_cpu_seconds(server.process.pid), postgres_cpu_seconds()
-                    # The send scripts choose each request's path themselves.
-                    result = wrk.run(
-                        PORT, "/healthz", connections=args.connections, seconds=args.seconds, script=script
-                    )
+                    result = wrk.measured_run(server, connections=args.connections, seconds=args.seconds, script=script)
                     requests = max(result["per_s"] * args.seconds, 1)
-                    result["cpu_ms"] = (group_cpu_seconds(server.process.pid) - before) / requests * 1000
-                    result["postgres_cpu_ms"] = (postgres_cpu_seconds() - postgres_before) / requests * 1000
-                    result["per_batch"] = wrk.gifts_per_batch(totals_before, wrk.server_totals(PORT))
+                    result["cpu_ms"] = result["server_cpu"] / requests * 1000
+                    result["postgres_cpu_ms"] = result["postgres_cpu"] / requests * 1000
                     rows.append((name, mode, result))
                     print(
                         f"  {name:<11} {mode:<6} {result['per_s']:>8.0f} req/s  p50 {result['p50_ms']:>7.1f} ms  "
