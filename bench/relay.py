@@ -14,6 +14,10 @@ as another, all on this machine.
    own transaction, while the relays run. The delay of each gift is the vendor's arrival
    time minus the gift's Timestamp (taken in the gift transaction just before it commits);
    p50 / p99 are printed beside the merge window, which sets the floor.
+3. **Quiet room**: QUIET gifts one at a time, a quarter of a second apart, into a room with
+   nothing else going on: the delay of a lone gift, which no merge window holds back.
+4. **Idle**: nothing pending for IDLE seconds; the relays' CPU and the transactions the
+   database served meanwhile (pg_stat_database), per second.
 """
 
 from __future__ import annotations
@@ -128,6 +132,29 @@ def send_paced(room_id: str, people: list, index: int, rate: int, total: int, be
     connection.close()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_transactions() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", [DATABASE])
+        return cursor.fetchone()[0]
+
+
+def delays_ms(vendor_url: str, room_id: str) -> list[float]:
+    """Commit -> vendor of each of the room's gifts, sorted."""
+    from relay.models import GameDelivery
+
+    seen = vendor_stats(vendor_url)["first_seen"]
+    msg_ids = GameDelivery.objects.filter(room__room_id=room_id).values_list("vendor_msg_id", flat=True)
+    return sorted((seen[msg_id][0] - seen[msg_id][1] / 1000) * 1000 for msg_id in msg_ids)
+
+
 def pending() -> int:
     from relay.models import GameDelivery
 
@@ -178,6 +205,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--relays", type=int, default=1)
     parser.add_argument("--batch", type=int, default=50, help="GAME_VENDOR_BATCH")
+    parser.add_argument("--quiet", type=int, default=40, help="lone gifts into a quiet room")
+    parser.add_argument("--idle", type=int, default=5, help="seconds with nothing to deliver")
     args = parser.parse_args()
 
     database_recreate(DATABASE)
@@ -188,8 +217,8 @@ def main() -> None:
     try:
         vendor_url = vendor.stdout.readline().strip()
         django_setup()
-        rooms, people = seed(args.rooms + 1, 20)
-        backlog_rooms, live_room = rooms[:-1], rooms[-1]
+        rooms, people = seed(args.rooms + 2, 20)
+        backlog_rooms, live_room, quiet_room = rooms[:-2], rooms[-2], rooms[-1]
         print(machine())
         print(f"relays: {args.relays}, GAME_VENDOR_MERGE_MS={MERGE_MS}, GAME_VENDOR_BATCH={args.batch}\n")
 
@@ -223,17 +252,34 @@ def main() -> None:
         if SENDER_ERRORS:
             raise SystemExit(f"{len(SENDER_ERRORS)} sends failed, the first: {SENDER_ERRORS[0]!r}")
         wait_drained(timeout=120)
-        seen = vendor_stats(vendor_url)["first_seen"]
-        from relay.models import GameDelivery
-
-        live_ids = GameDelivery.objects.filter(room__room_id=live_room).values_list("vendor_msg_id", flat=True)
-        delays = sorted((seen[msg_id][0] - seen[msg_id][1] / 1000) * 1000 for msg_id in live_ids)
+        delays = delays_ms(vendor_url, live_room)
         live_calls = vendor_stats(vendor_url)["calls"] - calls
         print(f"\nlive room: {total} gifts at {achieved:.0f} gifts/s (asked {args.rate}), {live_calls} calls")
         print(
             f"  commit -> vendor: p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
             f"max {delays[-1]:.0f} ms (merge window {MERGE_MS} ms)"
         )
+
+        # 3. lone gifts into a quiet room
+        for n in range(args.quiet):
+            send(quiet_room, people, 1, prefix=f"quiet-{n}")
+            wait_drained(timeout=30)
+            time.sleep(0.25)
+        delays = delays_ms(vendor_url, quiet_room)
+        print(f"\nquiet room: {args.quiet} gifts one at a time")
+        print(
+            f"  commit -> vendor: p50 {percentile(delays, 0.5):.0f} ms, p99 {percentile(delays, 0.99):.0f} ms, "
+            f"max {delays[-1]:.0f} ms"
+        )
+
+        # 4. nothing to deliver
+        cpu_before = sum(process_cpu_seconds(relay.pid) for relay in relays)
+        transactions_before = database_transactions()
+        time.sleep(args.idle)
+        cpu = sum(process_cpu_seconds(relay.pid) for relay in relays) - cpu_before
+        transactions = database_transactions() - transactions_before - 1  # less this reading's own
+        print(f"\nidle for {args.idle} s: the relays' CPU {cpu * 1000 / args.idle:.1f} ms/s, ", end="")
+        print(f"database transactions {transactions / args.idle:.1f}/s")
     finally:
         stop(relays)
         vendor.terminate()

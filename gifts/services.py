@@ -40,7 +40,7 @@ from gifts.results import GiftOutcome, Result
 from gifts.selectors import coins_spent_since, event_payload, game_state_payload, room_game_session, utc_midnight
 from rankings.models import RankingEntry
 from rankings.services import period_keys
-from relay import outbox
+from relay import outbox, wakeup
 from wallets.models import Account, Profile, SpendingLimit, Transfer
 from wallets.selectors import daily_limit
 from wallets.services import (
@@ -530,10 +530,12 @@ def _paid_write(paid: list[_Paid], now: datetime.datetime) -> _Moved:
     ]
     goals = writer.goals_add(goal_rows, at=now) if goal_rows else []
     battles = writer.pk_scores_add(dict(pk_scores), at=now) if pk_scores else set()
-    # Gifts to a relayed game are owed to the game from this commit on (relay.outbox).
+    # Gifts to a relayed game are owed to the game from this commit on (relay.outbox), and
+    # the relays hear of them when it happens.
     relayed = [gift.event for gift in paid if gift.request.game_session and gift.request.game_session.mini_game.relay]
     if relayed:
         writer.deliveries_insert([outbox.delivery_row(event) for event in relayed], at=now)
+        wakeup.relays_wake()
     moved = _Moved(battles=writer.pk_battle_rooms(battles) if battles else {})
     if goals:
         public_ids = {gift.request.room.pk: gift.request.room.room_id for gift in paid}

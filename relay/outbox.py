@@ -1,7 +1,8 @@
 """What the gift transaction writes for the relay: the one narrow door from gifts into this app.
 
 `gifts.services` calls `delivery_row` for each paid gift of a relayed game and writes the
-rows with the rest of the batch (gifts.writer.deliveries_insert).
+rows with the rest of the batch (gifts.writer.deliveries_insert); `relay.wakeup.relays_wake`
+then has the relays take them as soon as the batch commits.
 """
 
 import json

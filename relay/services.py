@@ -40,7 +40,7 @@ from gifts import broadcast
 from gifts.models import FailedDelivery, GameSession, GiftEvent, MiniGame, Room
 from gifts.selectors import room_game_session
 from gifts.services import game_session_end, game_session_open, game_session_start
-from relay import vendor
+from relay import vendor, wakeup
 from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
 from relay.outbox import item_problem, vendor_msg_id_new
 from relay.vendor import AnswerKind, CallAnswer
@@ -52,8 +52,8 @@ logger = logging.getLogger(__name__)
 VENDOR_MIN_INTERVAL = datetime.timedelta(milliseconds=55)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 60.0
-# How long a relay with nothing due waits before looking again.
-IDLE_POLL_S = 0.05
+# How long a relay with nothing due waits before looking again, unless woken (relay.wakeup).
+IDLE_POLL_S = 1.0
 # How long a relay waits after a pass failed (the database went away) before the next.
 ERROR_PAUSE_S = 1.0
 
@@ -108,7 +108,18 @@ class Relay:
     # --- the loop -------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Deliver until `stop` is set; the call in flight always finishes and is recorded."""
+        """Deliver until `stop` is set; the call in flight always finishes and is recorded.
+
+        Between passes with nothing to send it waits to be woken by a commit that queued
+        deliveries, for at most IDLE_POLL_S, or until the next room falls due.
+        """
+        listener = wakeup.Listener()
+        try:
+            self._run(stop, listener)
+        finally:
+            listener.close()
+
+    def _run(self, stop: threading.Event, listener: wakeup.Listener) -> None:
         while not stop.is_set():
             try:
                 report = self.deliver_due()
@@ -124,7 +135,7 @@ class Relay:
             wait = IDLE_POLL_S
             if report.next_due_at is not None:
                 wait = min(max((report.next_due_at - timezone.now()).total_seconds(), 0.005), IDLE_POLL_S)
-            stop.wait(wait)
+            listener.wait(wait, stop)
 
     def deliver_once(self) -> int:
         """Deliver the backlog: every room until it has nothing pending or waits out a backoff. The calls made."""
@@ -437,6 +448,7 @@ def delivery_redeliver(*, delivery: GameDelivery, staff_user: Any) -> GameDelive
     delivery.vendor_msg_id = vendor_msg_id_new(delivery.event_id)
     delivery.status, delivery.attempts, delivery.code, delivery.message = GameDelivery.Status.PENDING, 0, None, ""
     delivery.save(update_fields=["vendor_msg_id", "status", "attempts", "code", "message"])
+    wakeup.relays_wake()
     if delivery.failure_id is not None:
         FailedDelivery.objects.filter(pk=delivery.failure_id, resolved_at__isnull=True).update(
             resolved_at=timezone.now(), resolved_by=staff_user
@@ -474,7 +486,9 @@ def delivery_cancel(*, event_id: int, staff_user: Any = None) -> GameDelivery | 
 
 def relay_resume() -> None:
     """Lift a pause now (staff fixed the credentials or the clock): the relays call again at once."""
-    _health_update(paused_until=None)
+    with transaction.atomic():
+        _health_update(paused_until=None)
+        wakeup.relays_wake()
 
 
 # --- the vendor's game reports (callbacks) -------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Relays are woken by the commits that give them work, instead of reading the outbox many times a second."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from relay import services, wakeup
+from relay.models import GameDelivery
+from relay.services import Relay
+from relay.tests.test_relay_processes import all_delivered, wait_until
+
+# Far longer than any test waits for a delivery: only a wake gets a gift out in time.
+LONG_POLL_S = 60.0
+
+
+def start_waiting(listener: wakeup.Listener, stop: threading.Event) -> threading.Event:
+    woke = threading.Event()
+
+    def wait():
+        listener.wait(LONG_POLL_S, stop)
+        woke.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    return woke
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listener_wakes_when_deliveries_are_committed_and_not_when_they_are_rolled_back():
+    listener = wakeup.Listener()
+    stop = threading.Event()
+    try:
+        woke = start_waiting(listener, stop)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            wakeup.relays_wake()
+            raise RuntimeError("the gift batch failed")
+        assert not woke.wait(0.5)
+
+        with transaction.atomic():
+            wakeup.relays_wake()
+            assert not woke.wait(0.2)  # not before the commit: the relay would find nothing yet
+        assert woke.wait(10)
+    finally:
+        listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_listener_of_a_process_is_woken():
+    listeners = [wakeup.Listener(), wakeup.Listener()]
+    stop = threading.Event()
+    try:
+        woken = [start_waiting(listener, stop) for listener in listeners]
+        with transaction.atomic():
+            wakeup.relays_wake()
+        assert all(woke.wait(10) for woke in woken)
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL: the relay's thread must see the test's commits"
+)
+def test_a_waiting_relay_sends_a_gift_when_it_commits_rather_than_a_poll_later(vendor, send, monkeypatch):
+    monkeypatch.setattr(services, "IDLE_POLL_S", LONG_POLL_S)
+    waiting = threading.Event()
+    original_wait = wakeup.Listener.wait
+
+    def observed_wait(self, timeout, stop):
+        waiting.set()
+        original_wait(self, timeout, stop)
+
+    monkeypatch.setattr(wakeup.Listener, "wait", observed_wait)
+    stop = threading.Event()
+
+    def relay_thread():
+        try:
+            Relay().run(stop)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=relay_thread)
+    thread.start()
+    try:
+        assert waiting.wait(10)  # its first pass found nothing: it waits out its long poll
+        [outcome] = send(("fan1", 10, 1))
+        assert outcome.ok
+        wait_until(all_delivered, timeout=20)
+        assert GameDelivery.objects.get().status == GameDelivery.Status.DELIVERED
+        assert [item["GiftInfo"]["Value"] for call in vendor.calls for item in call.gift_list] == [10]
+    finally:
+        stop.set()
+        wakeup.relays_wake()  # so that it notices the stop now, not a long poll later
+        thread.join()
