@@ -43,7 +43,11 @@ MERGE_MS = 100
 
 def django_setup() -> None:
     os.environ.update(
-        DATABASE_URL=pg_url(DATABASE), DJANGO_SETTINGS_MODULE="gifting_site.settings", LOG_LEVEL="WARNING"
+        DATABASE_URL=pg_url(DATABASE),
+        DJANGO_SETTINGS_MODULE="gifting_site.settings",
+        LOG_LEVEL="WARNING",
+        # The seeded fans have no avatar of their own, and the vendor requires one.
+        GAME_VENDOR_DEFAULT_AVATAR="https://cdn.example.test/default-avatar.png",
     )
     os.environ.pop("REDIS_URL", None)  # the relay publishes `delivery` messages only on failure; none here
     import django

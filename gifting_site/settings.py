@@ -1,5 +1,6 @@
 """Giftstream settings: everything that varies between deployments comes from the environment."""
 
+import re
 from pathlib import Path
 
 import environ
@@ -168,6 +169,13 @@ if not 1 <= GAME_VENDOR_BATCH <= 500:
 GAME_VENDOR_MAX_ATTEMPTS = env.int("GAME_VENDOR_MAX_ATTEMPTS", default=20)
 if GAME_VENDOR_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("GAME_VENDOR_MAX_ATTEMPTS must be at least 1.")
+# The avatar the vendor is sent for people without one (it requires an http or https URL).
+GAME_VENDOR_DEFAULT_AVATAR = env("GAME_VENDOR_DEFAULT_AVATAR", default="")
+if GAME_VENDOR_DEFAULT_AVATAR and not (
+    re.fullmatch(r"https?://\S+", GAME_VENDOR_DEFAULT_AVATAR, re.IGNORECASE)
+    and len(GAME_VENDOR_DEFAULT_AVATAR.encode()) <= 1024
+):
+    raise ImproperlyConfigured("GAME_VENDOR_DEFAULT_AVATAR must be an http or https URL of at most 1024 bytes.")
 # How long every relay stops calling after the vendor refused our credentials or clock.
 GAME_VENDOR_PAUSE_S = env.int("GAME_VENDOR_PAUSE_S", default=30)
 

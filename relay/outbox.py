@@ -10,6 +10,8 @@ import re
 import secrets
 from typing import Any
 
+from django.conf import settings
+
 from gifts.models import GiftEvent
 
 # ZEGO's limits on what a GiftList item carries. Its documentation allows letters and
@@ -17,6 +19,8 @@ from gifts.models import GiftEvent
 NICKNAME_MAX = 32
 VENDOR_USER_ID = re.compile(r"[0-9A-Za-z_-]{1,48}")
 AVATAR_MAX = 1024
+# ZEGO requires every UserInfo to carry an avatar, as an http or https address.
+VENDOR_AVATAR = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
 def vendor_msg_id_new(event_id: int) -> str:
@@ -35,13 +39,18 @@ def delivery_item(event: GiftEvent) -> dict[str, Any]:
         "UserInfo": {
             "UserId": sender.user_id,
             "Nickname": (sender.nickname or sender.user_id)[:NICKNAME_MAX],
-            "Avatar": sender.avatar,
+            "Avatar": vendor_avatar(sender.avatar),
             "Sex": sender.sex,
         },
         "GiftInfo": {"GiftId": event.gift.gift_id, "Value": event.value, "Num": event.num},
         "Timestamp": int(event.created_at.timestamp() * 1000),
         "ReceiverId": event.receiver.user_id,
     }
+
+
+def vendor_avatar(avatar: str) -> str:
+    """The sender's avatar if the vendor can take it, else GAME_VENDOR_DEFAULT_AVATAR (which may be unset)."""
+    return avatar if VENDOR_AVATAR.fullmatch(avatar) else settings.GAME_VENDOR_DEFAULT_AVATAR
 
 
 def delivery_row(event: GiftEvent) -> tuple[Any, ...]:
@@ -66,6 +75,11 @@ def item_problem(item: dict[str, Any]) -> str:
     user = item["UserInfo"]
     if not VENDOR_USER_ID.fullmatch(user["UserId"]):
         return f"UserId {user['UserId']!r} is not one the game vendor accepts (letters and digits, at most 48)"
+    if not VENDOR_AVATAR.fullmatch(user["Avatar"]):
+        return (
+            "the sender has no avatar the game vendor accepts (an http or https URL); set "
+            "GAME_VENDOR_DEFAULT_AVATAR for people without one, then deliver the gift again"
+        )
     if len(user["Avatar"].encode()) > AVATAR_MAX:
         return f"Avatar is longer than the game vendor's {AVATAR_MAX} bytes"
     return ""

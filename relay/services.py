@@ -42,7 +42,7 @@ from gifts.selectors import room_game_session
 from gifts.services import game_session_end, game_session_open, game_session_start
 from relay import vendor, wakeup
 from relay.models import GameDelivery, GameReport, RelayHealth, RelayRoom
-from relay.outbox import item_problem, vendor_msg_id_new
+from relay.outbox import item_problem, vendor_avatar, vendor_msg_id_new
 from relay.vendor import AnswerKind, CallAnswer
 
 logger = logging.getLogger(__name__)
@@ -446,8 +446,11 @@ def delivery_redeliver(*, delivery: GameDelivery, staff_user: Any) -> GameDelive
     if delivery.status != GameDelivery.Status.FAILED:
         raise RedeliverRefused(f"delivery {delivery.vendor_msg_id} is {delivery.status}, not failed")
     delivery.vendor_msg_id = vendor_msg_id_new(delivery.event_id)
+    # A new MsgId may carry new content: an avatar the vendor refused gives way to today's default.
+    user = delivery.item["UserInfo"]
+    user["Avatar"] = vendor_avatar(user["Avatar"])
     delivery.status, delivery.attempts, delivery.code, delivery.message = GameDelivery.Status.PENDING, 0, None, ""
-    delivery.save(update_fields=["vendor_msg_id", "status", "attempts", "code", "message"])
+    delivery.save(update_fields=["vendor_msg_id", "item", "status", "attempts", "code", "message"])
     wakeup.relays_wake()
     if delivery.failure_id is not None:
         FailedDelivery.objects.filter(pk=delivery.failure_id, resolved_at__isnull=True).update(

@@ -5,6 +5,8 @@ from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, Val
 from relay.tests.fake_vendor import FakeVendor
 from wallets.tests.factories import ProfileFactory
 
+DEFAULT_AVATAR = "https://cdn.example.test/avatars/default.png"
+
 
 @pytest.fixture
 def vendor(settings):
@@ -15,6 +17,7 @@ def vendor(settings):
     settings.GAME_VENDOR_SERVER_SECRET = fake.secret
     settings.GAME_VENDOR_TIMEOUT_S = 1.0
     settings.GAME_VENDOR_MERGE_MS = 50
+    settings.GAME_VENDOR_DEFAULT_AVATAR = DEFAULT_AVATAR
     yield fake
     fake.stop()
 

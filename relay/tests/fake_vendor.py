@@ -1,10 +1,11 @@
 """A real local HTTP server that answers SendDanmakuGifts as ZEGO's MiniGameEngine documents it.
 
 It checks what ZEGO checks (the md5 signature over AppId + SignatureNonce + ServerSecret +
-Timestamp, a Timestamp within 600 s, a nonce used once, the body's fields and the MsgId
-format), keeps the first result of every MsgId as ZEGO does for 24 hours, and records every
-call. Tests script what it does next: an HTTP status, a Code, a broken body, a slow answer,
-a Result per user, or a MsgId left out of Results.
+Timestamp, a Timestamp within 600 s, a nonce used once, the body's fields, among them an
+http or https Avatar of at most 1024 bytes, and the MsgId format), keeps the first result
+of every MsgId as ZEGO does for 24 hours, and records every call. Tests script what it
+does next: an HTTP status, a Code, a broken body, a slow answer, a Result per user, or a
+MsgId left out of Results.
 
 Run as `python -m relay.tests.fake_vendor APP_ID SECRET` it serves until killed and prints
 its URL (used by the relay's process tests and the benchmark).
@@ -27,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 MSG_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 USER_ID = re.compile(r"[0-9A-Za-z_-]{1,48}")
+AVATAR = re.compile(r"https?://\S+", re.IGNORECASE)
 
 
 @dataclass
@@ -240,6 +242,9 @@ def _body_problem(request: Any) -> str:
             return "UserInfo.UserId"
         if not isinstance(user.get("Nickname"), str) or len(user["Nickname"]) > 32:
             return "UserInfo.Nickname"
+        avatar = user.get("Avatar")
+        if not isinstance(avatar, str) or not AVATAR.fullmatch(avatar) or len(avatar.encode()) > 1024:
+            return "UserInfo.Avatar"
         if not isinstance(gift, dict) or not isinstance(gift.get("GiftId"), str):
             return "GiftInfo.GiftId"
         if not all(isinstance(gift.get(name), int) and gift[name] > 0 for name in ("Value", "Num")):

@@ -12,6 +12,7 @@ from gifts.results import Result
 from gifts.tests.factories import GiftFactory, MiniGameFactory, RoomFactory, started_game
 from relay.models import GameDelivery, RelayHealth, RelayRoom
 from relay.services import Relay, delivery_redeliver, relay_resume
+from relay.tests.conftest import DEFAULT_AVATAR
 from relay.tests.fake_vendor import MSG_ID
 from wallets.models import Profile
 from wallets.selectors import profile_balances
@@ -363,6 +364,8 @@ def test_check_warns_when_a_relayed_game_has_no_credentials(arena, settings):
     settings.GAME_VENDOR_APP_ID = ""
     assert [message.id for message in checks.run_checks()] == ["relay.W001"]
     settings.GAME_VENDOR_APP_ID, settings.GAME_VENDOR_SERVER_SECRET = "1", "s"
+    assert [message.id for message in checks.run_checks()] == ["relay.W002"]  # no default avatar
+    settings.GAME_VENDOR_DEFAULT_AVATAR = "https://cdn.example.test/default.png"
     assert checks.run_checks() == []
 
 
@@ -378,6 +381,42 @@ def test_a_gift_the_vendor_could_never_take_fails_at_once_and_does_not_hold_up_t
     assert [item["UserInfo"]["UserId"] for item in vendor.calls[0].gift_list] == ["fan1", "fan2"]
     failed = FailedDelivery.objects.get(source="vendor")
     assert failed.user_code == "fan.with@dot" and "UserId" in failed.message
+
+
+def test_people_without_an_avatar_reach_the_game_with_the_default_one(vendor, send, arena):
+    from gifts.services import game_join
+
+    own = "https://cdn.example.test/fan3.png"
+    game_join(room=arena.room, profile=ProfileFactory(user_id="fan3", avatar=own, coins=100))
+    send(("fan1", 10, 1), ("fan2", 10, 1), ("fan3", 10, 1))
+
+    assert Relay().deliver_once() == 1
+
+    assert {row.status for row in deliveries()} == {"delivered"}
+    sent = {item["UserInfo"]["UserId"]: item["UserInfo"]["Avatar"] for call in vendor.calls for item in call.gift_list}
+    assert sent == {"fan1": DEFAULT_AVATAR, "fan2": DEFAULT_AVATAR, "fan3": own}
+
+
+def test_without_a_default_avatar_such_a_gift_fails_at_once_and_delivers_once_one_is_set(vendor, send, settings):
+    settings.GAME_VENDOR_DEFAULT_AVATAR = ""
+    send(("fan1", 10, 1))
+
+    assert Relay().deliver_once() == 1  # the room is looked at; the gift fails without a call
+
+    assert vendor.calls == []
+    [row] = deliveries()
+    assert (row.status, row.code) == ("failed", 10003)
+    failed = FailedDelivery.objects.get(source="vendor")
+    assert "GAME_VENDOR_DEFAULT_AVATAR" in failed.message
+
+    settings.GAME_VENDOR_DEFAULT_AVATAR = DEFAULT_AVATAR
+    delivery_redeliver(delivery=row, staff_user=None)
+    make_due()
+    Relay().deliver_once()
+
+    [row] = deliveries()
+    assert row.status == "delivered"
+    assert vendor.calls[0].gift_list[0]["UserInfo"]["Avatar"] == DEFAULT_AVATAR
 
 
 def test_a_failed_call_backs_off_more_each_time_and_resets_after_a_success(vendor, send):
