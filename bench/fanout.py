@@ -3,7 +3,7 @@
     python bench/fanout.py [--viewers 1000] [--rate 200] [--seconds 30] [--server uvicorn-1]
                            [--http-server gunicorn-2]
                            [--window-ms 100] [--viewer-processes N] [--compression deflate|none]
-                           [--only both|giftstream|reference] [--goal] [--pk]
+                           [--only both|giftstream|reference] [--goal] [--pk] [--publish-only]
 
 One command runs two phases, one after the other on the same machine, and prints them side by
 side with their ratio:
@@ -30,6 +30,12 @@ side with their ratio:
    broadcasts each merge window's events as one message with `websockets.broadcast`. It is
    the floor: what fan-out costs in Python with no database, channel layer or per-viewer outbox.
    It sends only `gifts` messages; Giftstream also sends `leaderboard` ones (counted by type).
+
+With `--publish-only` nothing is sent over HTTP and nothing is written: the runner's own
+process hands numbered events (DEFAULT_EVENT's payload, as the reference gets) to a
+`gifts.broadcast.RoomPublisher`, the publisher every server process runs after its commits,
+at the same rate. What is left is the fan-out itself, channel layer, room hub and viewers'
+sockets, beside the reference's, without the sends' CPU on the same two cores.
 
 With `--pk` Giftstream seeds two rooms fighting a PK battle that outlasts the run: the viewer
 processes watch the rooms in turn (half the viewers each at the default one process per 500)
@@ -83,7 +89,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +111,21 @@ from common import (  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 NOT_SENT = "not sent (behind)"
+# What the publish-only sender needs of the server's environment to reach the same hubs.
+PUBLISHER_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CHANNEL_LAYER_PREFIX",
+    "DJANGO_SETTINGS_MODULE",
+    "PYTHONPATH",
+    "LOG_LEVEL",
+)
 ROOM = "bench-room-0"
 ASGI_SERVERS = ["uvicorn-1", "uvicorn-2", "uvicorn-3", "daphne"]
-# The event a reference-only run sends: the shape of Giftstream's event payload.
+# The event a reference-only or publish-only run sends: the shape of Giftstream's event payload.
 DEFAULT_EVENT = {
+    "kind": "gift",
+    "reverses_seq": None,
     "msg_id": "",
     "sender": {"user_id": "bench-viewer-0", "nickname": "Viewer 0", "avatar": ""},
     "receiver_id": "bench-host-0",
@@ -287,9 +304,59 @@ async def send_to_reference(config: dict[str, Any]) -> dict[str, Any]:
     return log.summary(config["rate"], {config["rooms"][0]: last_seq})
 
 
+async def publish_to_hubs(config: dict[str, Any]) -> dict[str, Any]:
+    """What a server process's publisher does after its commits, with no commits: events straight to the rooms' hubs.
+
+    Each event is numbered after the room's last seq and stamped `at` when it is handed to
+    the publisher (gifts.broadcast.RoomPublisher, as every server process runs it), so the
+    latency is publish -> viewer: the fan-out alone, without the sends, the database or the
+    HTTP server on the same cores.
+    """
+    os.environ.update(config["env"])
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from asgiref.sync import sync_to_async
+
+    from gifts import broadcast
+    from gifts.models import Room
+
+    loop = asyncio.get_running_loop()
+    log = SendLog()
+    rooms = config["rooms"]
+    last_seqs = await sync_to_async(
+        lambda: dict(Room.objects.filter(room_id__in=rooms).values_list("room_id", "last_seq"))
+    )()
+    publisher = broadcast.RoomPublisher(loop)
+    template = {key: value for key, value in config["template"].items() if key not in ("seq", "at")}
+    queue: asyncio.Queue = asyncio.Queue()
+    scheduler = loop.create_task(schedule(queue, int(config["rate"] * config["seconds"]), config["rate"], 1))
+    while (item := await queue.get()) is not None:
+        number, due, end = item
+        if loop.time() > end:
+            log.statuses[NOT_SENT] += 1
+            continue
+        room_id = rooms[number % len(rooms)]
+        last_seqs[room_id] += 1
+        now = datetime.now(UTC)
+        event = dict(
+            template, seq=last_seqs[room_id], at=now.isoformat().replace("+00:00", "Z"), msg_id=f"hub-{number}"
+        )
+        log.first_sent = loop.time() if log.first_sent is None else log.first_sent
+        log.lag.append(loop.time() - due)
+        publisher.add(room_id, [event])
+        log.statuses["201"] += 1
+        log.last_answer = loop.time()
+    await scheduler
+    await publisher.drain()
+    log.template = config["template"]
+    return log.summary(config["rate"], last_seqs)
+
+
 def sender_main(config_path: Path) -> None:
     config = json.loads(config_path.read_text())
-    send = send_to_giftstream if config["target"] == "giftstream" else send_to_reference
+    send = {"giftstream": send_to_giftstream, "hubs": publish_to_hubs, "reference": send_to_reference}[config["target"]]
     result = asyncio.run(send(config))
     Path(config["out"]).write_text(json.dumps(result))
 
@@ -514,6 +581,8 @@ def giftstream_phase(
         "seconds": arguments.seconds,
         "connections": arguments.connections,
     }
+    if arguments.publish_only:
+        config.update(target="hubs", template=DEFAULT_EVENT, env={key: env[key] for key in PUBLISHER_ENV})
     try:
         return phase_run(target, arguments, children, work, config)
     finally:
@@ -724,6 +793,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "--pk", action="store_true", help="two rooms in a PK battle, half the viewers in each, gifts to both in turn"
     )
     parser.add_argument("--only", choices=["both", "giftstream", "reference"], default="both")
+    parser.add_argument(
+        "--publish-only",
+        action="store_true",
+        help="Giftstream's events go straight to the channel layer, as a server publishes them after a commit: "
+        "the fan-out without the sends",
+    )
     parser.add_argument("--database", default="giftstream_bench_fanout")
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))
     parser.add_argument("--port", type=int, default=0, help="Giftstream's port; default: a free one")
