@@ -1,8 +1,9 @@
 """Ends PK battles on time, in every long-running process, with nothing else to run.
 
 Each web server process (ASGI or WSGI) and each game-relay process starts one daemon thread
-at start-up. Every PK_CLOCK_SECONDS it asks the database whether a running battle is due
-(one indexed query) and ends those that are (engagement.services.pk_battles_end_due). Any
+at start-up. Every PK_CLOCK_SECONDS it declines the hosts' invites left unanswered past
+PK_INVITE_TTL_S, asks the database whether a running battle is due (one indexed statement
+each) and ends those that are (engagement.services.pk_battles_end_due). Any
 number of processes may do so at once: a battle is claimed with SKIP LOCKED and ended once.
 So a battle ends within PK_CLOCK_SECONDS of its `ends_at` even if no one sends or watches,
 in the one-process demo as with many servers. Readers of a battle end it themselves when

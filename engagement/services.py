@@ -11,6 +11,7 @@ import functools
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -150,13 +151,32 @@ def pk_battle_invite(*, host: Profile, room_ids: list[str], duration_s: int) -> 
     return battle
 
 
-@transaction.atomic
 def pk_battle_answer(*, pk_id: int, host: Profile, accept: bool) -> PkBattle:
     """A host invited to a battle accepts (it runs once all have) or declines (it never runs).
 
     Accepting again is answered with the battle as it stands. Raises NotRoomHost for anyone
-    who hosts none of its rooms, PkNotPending once it was declined or is over.
+    who hosts none of its rooms, PkNotPending once it was declined (or its invite expired)
+    or is over.
     """
+    pk_invites_expire()  # committed on its own: an expired invite stays declined whatever the answer
+    return _pk_battle_answer(pk_id=pk_id, host=host, accept=accept)
+
+
+def pk_invites_expire() -> int:
+    """Decline the invites not every host accepted within PK_INVITE_TTL_S; how many.
+
+    An invite waits for people, and people go off air or never look: one left pending would
+    start a battle whenever its last host happened to answer, hours later. The PK clock runs
+    this with every tick; answering an invite and reading a battle run it first.
+    """
+    cutoff = timezone.now() - datetime.timedelta(seconds=settings.PK_INVITE_TTL_S)
+    return PkBattle.objects.filter(state=PkBattle.State.PENDING, created_at__lte=cutoff).update(
+        state=PkBattle.State.DECLINED
+    )
+
+
+@transaction.atomic
+def _pk_battle_answer(*, pk_id: int, host: Profile, accept: bool) -> PkBattle:
     battle = PkBattle.objects.select_for_update().filter(pk=pk_id).first()
     if battle is None:
         raise PkNotFound(f"PK battle {pk_id} not found")
@@ -226,9 +246,12 @@ def _pk_announce(battle: PkBattle) -> None:
 def pk_battles_end_due() -> list[int]:
     """End every running battle whose time is up, each in its own transaction; their ids.
 
+    Invites past their time are declined first (`pk_invites_expire`).
+
     Any number of processes may run this at once (every server process's clock does): each
     battle is claimed with SKIP LOCKED, and one that another process ended is no longer due.
     """
+    pk_invites_expire()
     ended = []
     while PkBattle.objects.filter(state=PkBattle.State.RUNNING, ends_at__lte=timezone.now()).exists():
         pk_id = _pk_battle_end_next()
@@ -239,7 +262,9 @@ def pk_battles_end_due() -> list[int]:
 
 
 def pk_battle_settle(pk_id: int) -> None:
-    """End the battle now if its time is up, so that a reader never sees a battle past its end running."""
+    """End the battle now if its time is up, so that a reader never sees a battle past its end running
+    (nor an invite past its time pending)."""
+    pk_invites_expire()
     if PkBattle.objects.filter(pk=pk_id, state=PkBattle.State.RUNNING, ends_at__lte=timezone.now()).exists():
         _pk_battle_end(pk_id)
 

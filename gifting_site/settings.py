@@ -132,6 +132,10 @@ if not 50 <= GIFT_MERGE_WINDOW_MS <= 200:
     raise ImproperlyConfigured("GIFT_MERGE_WINDOW_MS must be between 50 and 200.")
 # How often each server process checks for PK battles whose time is up (engagement.clock); 0: never.
 PK_CLOCK_SECONDS = env.float("PK_CLOCK_SECONDS", default=0.5)
+# A host's PK invite that not every other host accepted in this time is declined.
+PK_INVITE_TTL_S = env.int("PK_INVITE_TTL_S", default=120)
+if not 10 <= PK_INVITE_TTL_S <= 86400:
+    raise ImproperlyConfigured("PK_INVITE_TTL_S must be between 10 and 86400.")
 HOST_SHARE_PERCENT = env.int("HOST_SHARE_PERCENT", default=50)
 if not 0 <= HOST_SHARE_PERCENT <= 100:
     raise ImproperlyConfigured("HOST_SHARE_PERCENT must be between 0 and 100.")

@@ -191,6 +191,44 @@ def test_a_declined_invite_never_runs(red, blue):
     assert Room.objects.filter(pk_side__isnull=False).count() == 0
 
 
+def invite_sent_ago(battle: PkBattle, seconds: float) -> None:
+    PkBattle.objects.filter(pk=battle.pk).update(created_at=timezone.now() - datetime.timedelta(seconds=seconds))
+
+
+def test_an_invite_left_unanswered_past_its_time_is_declined_and_can_no_longer_start(red, blue, settings):
+    settings.PK_INVITE_TTL_S = 60
+    battle = pk_battle_invite(host=red.host, room_ids=["red", "blue"], duration_s=60)
+    invite_sent_ago(battle, 61)
+
+    with pytest.raises(PkNotPending):
+        pk_battle_answer(pk_id=battle.pk, host=blue.host, accept=True)
+
+    assert PkBattle.objects.get(pk=battle.pk).state == "declined"
+    assert Room.objects.filter(pk_side__isnull=False).count() == 0
+
+
+def test_an_invite_answered_in_time_still_runs(red, blue, settings):
+    settings.PK_INVITE_TTL_S = 60
+    battle = pk_battle_invite(host=red.host, room_ids=["red", "blue"], duration_s=60)
+    invite_sent_ago(battle, 50)
+
+    assert pk_battle_answer(pk_id=battle.pk, host=blue.host, accept=True).state == "running"
+
+
+def test_the_pk_clock_declines_invites_nobody_answers(red, blue, settings):
+    settings.PK_INVITE_TTL_S = 60
+    stale = pk_battle_invite(host=red.host, room_ids=["red", "blue"], duration_s=60)
+    invite_sent_ago(stale, 61)
+    fresh = pk_battle_invite(host=blue.host, room_ids=["blue", "red"], duration_s=60)
+    running = start(RoomFactory(room_id="green"), RoomFactory(room_id="white"))
+    invite_sent_ago(running, 3600)  # a battle that started long ago is not an invite
+
+    pk_battles_end_due()
+
+    states = dict(PkBattle.objects.values_list("pk", "state"))
+    assert states == {stale.pk: "declined", fresh.pk: "pending", running.pk: "running"}
+
+
 def test_only_a_rooms_host_invites_and_answers(viewer, red, blue):
     with pytest.raises(NotRoomHost):
         pk_battle_invite(host=viewer, room_ids=["red", "blue"], duration_s=60)
@@ -292,6 +330,17 @@ def test_bad_invites_are_7200003_and_record_nothing(red, blue, client_for, body)
 
     assert (response.status_code, response.json()["code"]) == (400, 7200003)
     assert not PkBattle.objects.exists()
+
+
+def test_an_expired_invite_reads_as_declined_and_accepting_it_is_409(red, blue, client_for, api_client, settings):
+    settings.PK_INVITE_TTL_S = 60
+    invite = client_for(red.host).post("/api/pk/", {"room_ids": ["red", "blue"], "duration_s": 60}, format="json")
+    pk_id = invite.json()["pk_id"]
+    invite_sent_ago(PkBattle.objects.get(pk=pk_id), 61)
+
+    assert api_client.get(f"/api/pk/{pk_id}/").json()["state"] == "declined"
+    accepted = client_for(blue.host).post(f"/api/pk/{pk_id}/accept/")
+    assert (accepted.status_code, accepted.json()["code"]) == (409, 7200003)
 
 
 def test_api_refusals_have_their_codes(viewer, red, blue, client_for, api_client):
