@@ -170,9 +170,9 @@ def pk_invites_expire() -> int:
     this with every tick; answering an invite and reading a battle run it first.
     """
     cutoff = timezone.now() - datetime.timedelta(seconds=settings.PK_INVITE_TTL_S)
-    return PkBattle.objects.filter(state=PkBattle.State.PENDING, created_at__lte=cutoff).update(
-        state=PkBattle.State.DECLINED
-    )
+    expired = PkBattle.objects.filter(state=PkBattle.State.PENDING, created_at__lte=cutoff)
+    # Looked for first: a read takes no write lock (SQLite locks the whole database for an UPDATE).
+    return expired.update(state=PkBattle.State.DECLINED) if expired.exists() else 0
 
 
 @transaction.atomic
