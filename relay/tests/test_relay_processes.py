@@ -38,6 +38,21 @@ def wait_until(condition, timeout: float = 15.0) -> None:
         time.sleep(0.02)
 
 
+def relays_running(count: int, stop: threading.Event) -> list[threading.Thread]:
+    """COUNT relays delivering in threads of this process until `stop` is set."""
+
+    def relay_thread():
+        try:
+            Relay().run(stop)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=relay_thread) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def all_delivered() -> bool:
     return not GameDelivery.objects.exclude(status="delivered").exists()
 
@@ -50,16 +65,7 @@ def test_two_relays_at_once_serve_each_room_alone_in_order_and_send_each_gift_on
         game_join(room=second_room, profile=fan)
 
     stop = threading.Event()
-
-    def relay_thread():
-        try:
-            Relay().run(stop)
-        finally:
-            connection.close()
-
-    relays = [threading.Thread(target=relay_thread) for _ in range(2)]
-    for thread in relays:
-        thread.start()
+    relays = relays_running(2, stop)
     try:
         from gifts.services import gifts_send, room_for_gifts
         from gifts.tests.factories import gift_request

@@ -7,8 +7,7 @@ from django.db import connection, transaction
 
 from relay import services, wakeup
 from relay.models import GameDelivery
-from relay.services import Relay
-from relay.tests.test_relay_processes import all_delivered, wait_until
+from relay.tests.test_relay_processes import all_delivered, relays_running, wait_until
 
 # Far longer than any test waits for a delivery: only a wake gets a gift out in time.
 LONG_POLL_S = 60.0
@@ -73,15 +72,7 @@ def test_a_waiting_relay_sends_a_gift_when_it_commits_rather_than_a_poll_later(v
 
     monkeypatch.setattr(wakeup.Listener, "wait", observed_wait)
     stop = threading.Event()
-
-    def relay_thread():
-        try:
-            Relay().run(stop)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=relay_thread)
-    thread.start()
+    [thread] = relays_running(1, stop)
     try:
         assert waiting.wait(10)  # its first pass found nothing: it waits out its long poll
         [outcome] = send(("fan1", 10, 1))
