@@ -62,6 +62,7 @@ class Listener:
 
     def __init__(self):
         self._connection: psycopg.Connection | None = None
+        self._failing = False  # said once per outage, not once per poll
         self._seen = _local.generation
         self._postgresql = connection.vendor == "postgresql"
         if self._postgresql:
@@ -84,7 +85,8 @@ class Listener:
             for _ in self._connection.notifies(timeout=0):
                 pass
         except psycopg.Error:
-            logger.warning("game relay: lost its listening connection; looking every %.0f s until it is back", timeout)
+            logger.warning("game relay: lost its listening connection; looking every poll interval until it is back")
+            self._failing = True
             self.close()
 
     def close(self) -> None:
@@ -98,7 +100,12 @@ class Listener:
             self._connection = psycopg.connect(**params, autocommit=True)
             self._connection.execute(f"LISTEN {RELAY_CHANNEL}")
         except psycopg.Error as error:
-            logger.warning("game relay: cannot listen for new gifts (%s); looking every poll interval", error)
+            if not self._failing:
+                logger.warning("game relay: cannot listen for new gifts (%s); looking every poll interval", error)
+            self._failing = True
             self.close()
             return False
+        if self._failing:
+            logger.info("game relay: listening for new gifts again")
+        self._failing = False
         return True

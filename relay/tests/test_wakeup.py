@@ -1,9 +1,10 @@
 """Relays are woken by the commits that give them work, instead of reading the outbox many times a second."""
 
+import socket
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from relay import services, wakeup
 from relay.models import GameDelivery
@@ -84,3 +85,31 @@ def test_a_waiting_relay_sends_a_gift_when_it_commits_rather_than_a_poll_later(v
         stop.set()
         wakeup.relays_wake()  # so that it notices the stop now, not a long poll later
         thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the listening connection is PostgreSQL's")
+def test_a_listener_that_cannot_reach_the_database_says_so_once_and_listens_again_when_it_can(monkeypatch, caplog):
+    reachable = connections["default"].get_connection_params
+    monkeypatch.setattr(connections["default"], "get_connection_params", lambda: {**reachable(), "port": unused_port()})
+    listener = wakeup.Listener()
+    stop = threading.Event()
+    try:
+        for _ in range(3):
+            listener.wait(0.01, stop)  # waits out the poll interval, as a relay then does
+        assert len([record for record in caplog.records if record.levelname == "WARNING"]) == 1
+
+        monkeypatch.setattr(connections["default"], "get_connection_params", reachable)
+        listener.wait(0.01, stop)  # connects and listens again
+        assert "listening for new gifts again" in caplog.text
+        woke = start_waiting(listener, stop)
+        wakeup.relays_wake()
+        assert woke.wait(10)
+    finally:
+        listener.close()
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
