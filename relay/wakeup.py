@@ -69,7 +69,10 @@ class Listener:
             self._connect()
 
     def wait(self, timeout: float, stop: threading.Event) -> None:
-        """Return after a wake, or after `timeout` seconds; at once when `stop` is set."""
+        """Return after a wake or after `timeout` seconds; at once if `stop` is already set.
+
+        A stop during the wait is noticed when it ends: within IDLE_POLL_S of SIGTERM.
+        """
         if stop.is_set():
             return
         if not self._postgresql:
