@@ -155,7 +155,7 @@ class Server:
 def group_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process group (the server and its workers), from /proc."""
     out = subprocess.run(["ps", "-o", "pid=", "-g", str(pid)], capture_output=True, text=True)
-    return _cpu_seconds(out.stdout.split())
+    return cpu_seconds(out.stdout.split())
 
 
 def postgres_cpu_seconds() -> float:
@@ -171,7 +171,7 @@ def postgres_cpu_seconds() -> float:
         fields = _stat_fields(pid)
         if fields and fields[1] not in pids:  # the postmaster: its parent is not PostgreSQL
             reaped += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return _cpu_seconds(pids) + reaped / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pids) + reaped / os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: str) -> list[str]:
@@ -182,7 +182,8 @@ def _stat_fields(pid: str) -> list[str]:
         return []
 
 
-def _cpu_seconds(pids: list[str]) -> float:
+def cpu_seconds(pids: list[str]) -> float:
+    """User + system CPU of these processes, from /proc (one that has exited counts 0)."""
     ticks = 0
     for pid in pids:
         if fields := _stat_fields(pid):

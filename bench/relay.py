@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import PYTHON, database_drop, database_recreate, machine, percentile, pg_url  # noqa: E402
+from bench.common import PYTHON, cpu_seconds, database_drop, database_recreate, machine, percentile, pg_url  # noqa: E402
 
 DATABASE = "bench_relay"
 APP_ID, SECRET = "1234567", "bench-vendor-secret"
@@ -134,11 +134,6 @@ def send_paced(room_id: str, people: list, index: int, rate: int, total: int, be
         except BaseException as error:  # noqa: BLE001 - reported by main()
             SENDER_ERRORS.append(error)
     connection.close()
-
-
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def database_transactions() -> int:
@@ -277,10 +272,11 @@ def main() -> None:
         )
 
         # 4. nothing to deliver
-        cpu_before = sum(process_cpu_seconds(relay.pid) for relay in relays)
+        relay_pids = [str(relay.pid) for relay in relays]
+        cpu_before = cpu_seconds(relay_pids)
         transactions_before = database_transactions()
         time.sleep(args.idle)
-        cpu = sum(process_cpu_seconds(relay.pid) for relay in relays) - cpu_before
+        cpu = cpu_seconds(relay_pids) - cpu_before
         transactions = database_transactions() - transactions_before - 1  # less this reading's own
         print(f"\nidle for {args.idle} s: the relays' CPU {cpu * 1000 / args.idle:.1f} ms/s, ", end="")
         print(f"database transactions {transactions / args.idle:.1f}/s")
