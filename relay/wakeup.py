@@ -18,6 +18,8 @@ import threading
 import psycopg
 from django.db import connection, connections, transaction
 
+from gifts import writer
+
 logger = logging.getLogger(__name__)
 
 RELAY_CHANNEL = "giftstream_relay"
@@ -26,8 +28,7 @@ RELAY_CHANNEL = "giftstream_relay"
 def relays_wake() -> None:
     """Wake every relay once the transaction under way commits (at once, outside one)."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [RELAY_CHANNEL])
+        writer.relays_notify(RELAY_CHANNEL)
     else:
         transaction.on_commit(_local.notify)
 
