@@ -1,7 +1,7 @@
 """Gift throughput against pgbench, side by side in one run.
 
     python bench/throughput.py [--clients 16 64] [--seconds 20] [--server gunicorn-2] [--pool 16]
-                               [--modes spread hot batch]
+                               [--modes spread hot batch batch-audience]
 
 For each client count: `pgbench` (built-in TPC-B-like script, scale 10, same client count) on
 the same PostgreSQL server, then Giftstream on a fresh database with 100 live rooms and 1,000
@@ -9,7 +9,11 @@ senders:
 
 - spread: single gifts through POST /api/rooms/{id}/gifts/, random sender, random room;
 - hot: the same, every gift into one room to one host (the worst case for row locks);
-- batch: signed SendDanmakuGifts calls of 50 gifts each into random rooms;
+- batch: signed SendDanmakuGifts calls of 50 gifts each into random rooms, from random
+  senders: nearly every two calls at the same time share a sender, whose coins one of them
+  waits for (the worst case for row locks between calls);
+- batch-audience: the same calls, each from its room's own audience of 50 senders, as a
+  business server relays a room's gifts (each sender also watches four neighbouring rooms);
 - spread at ½ rate, after spread: the same sends at half the gifts/s spread reached, for
   the latency a sender sees on a server that is not saturated (three times as long).
 
@@ -48,6 +52,8 @@ from common import (  # noqa: E402
 )
 
 GIFTS_DATABASE = "gs_bench_throughput"
+BATCH_MODES = ["batch", "batch-audience"]
+MODES = ["spread", "hot", *BATCH_MODES]
 HALF = "spread at ½ rate"  # single sends at half the spread run's gifts/s: the latency target's load
 PGBENCH_DATABASE = "gs_bench_pgbench"
 PORT = 8731
@@ -76,9 +82,9 @@ def load_measured(
     tag = f"{mode}-{clients}-{time.time_ns()}"
     rooms = seed_data["rooms"][:1] if mode == "hot" else seed_data["rooms"]
     script = workdir / f"{tag}.lua"
-    if mode == "batch":
+    if mode in BATCH_MODES:
         # More signed calls than the server could take in the time: none is ever reused.
-        wrk.batch_script(script, seed_data, rooms, tag, calls=200 * seconds)
+        wrk.batch_script(script, seed_data, rooms, tag, calls=200 * seconds, audience=mode == "batch-audience")
     else:
         wrk.send_script(script, seed_data, rooms, tag, delay_ms=delay_ms)
     result = wrk.measured_run(server, connections=clients, seconds=seconds, script=script)
@@ -113,7 +119,7 @@ def main() -> None:
     parser.add_argument(
         "--pool", type=int, help="DATABASE_POOL_SIZE per server process (default: as the README runs the server)"
     )
-    parser.add_argument("--modes", nargs="+", default=["spread", "hot", "batch"], choices=["spread", "hot", "batch"])
+    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
     args = parser.parse_args()
     wrk.ensure_installed()
     pool = args.pool or pool_size(args.server)
@@ -195,7 +201,7 @@ def main() -> None:
 
 def report(clients: int, mode: str, result: dict) -> None:
     print(
-        f"  {clients:>3} clients {mode:<6} {result['gifts_per_s']:>8.1f} gifts/s  "
+        f"  {clients:>3} clients {mode:<14} {result['gifts_per_s']:>8.1f} gifts/s  "
         f"p50 {result['p50_ms']:>6.1f} ms  p99 {result['p99_ms']:>7.1f} ms  "
         f"CPU/gift: server {result['server_cpu_ms']:.2f} ms, "
         f"PostgreSQL {result['postgres_cpu_ms']:.2f} ms  gifts per write batch {result['per_batch']:.1f}  "

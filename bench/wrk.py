@@ -8,8 +8,11 @@ many went into each write batch, the server's own /metrics tells (`measured_run`
 - `send_script`: single REST sends, POST /api/rooms/{id}/gifts/, from a random sender of the
   seed (with its token) into a random room of `rooms`, every request a new msg_id; as fast
   as the server answers, or with a pause between a connection's sends for a steady rate.
-- `batch_script`: SendDanmakuGifts calls of BATCH_SIZE gifts from random senders into a
-  random room, each call signed ahead of time with its own nonce (wrk's Lua has no MD5).
+- `batch_script`: SendDanmakuGifts calls of BATCH_SIZE gifts into a random room, each call
+  signed ahead of time with its own nonce (wrk's Lua has no MD5). The gifts come from random
+  senders of the whole seed, or (`audience=True`) from the room's own audience: AUDIENCE
+  senders, a window of the seed's list that starts further along for each room, so each
+  sender also watches the neighbouring rooms.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from common import ROOT, Server, group_cpu_seconds, postgres_cpu_seconds
 
 BATCH_SIZE = 50
+AUDIENCE = 50  # senders in a room's audience, for batch calls by audience
 METRICS_TOKEN = "bench-metrics"  # set as the server's METRICS_TOKEN so the bench may scrape it
 THREADS = 2
 
@@ -75,17 +79,30 @@ local queries = {%(queries)s}
 local senders = {%(senders)s}
 local rooms = {%(rooms)s}
 
+-- A sender of the call's gifts: anyone (audience 0), or one of the room's AUDIENCE viewers,
+-- who start `stride` further along the senders for each room.
+local audience = %(audience)d
+local stride = math.max(1, math.floor(#senders / #rooms))
+
+local function sender_in(room)
+  if audience == 0 then
+    return senders[math.random(#senders)]
+  end
+  return senders[((room - 1) * stride + math.random(0, audience - 1)) %% #senders + 1]
+end
+
 function request()
   sent = sent + 1
   -- The threads take turns through the signed queries: each nonce is used once.
   local query = queries[(sent - 1) * %(threads)d + thread + 1]
+  local room = math.random(#rooms)
   local gifts = {}
   for number = 1, %(size)d do
-    gifts[number] = '{"UserInfo": {"UserId": "' .. senders[math.random(#senders)] .. '"}, '
+    gifts[number] = '{"UserInfo": {"UserId": "' .. sender_in(room) .. '"}, '
       .. '"GiftInfo": {"GiftId": "rose", "Value": 1, "Num": 1}, '
       .. '"MsgId": "%(tag)s-' .. thread .. '-' .. sent .. '-' .. number .. '"}'
   end
-  local body = '{"RoomId": "' .. rooms[math.random(#rooms)] .. '", "GiftList": [' .. table.concat(gifts, ", ") .. ']}'
+  local body = '{"RoomId": "' .. rooms[room] .. '", "GiftList": [' .. table.concat(gifts, ", ") .. ']}'
   return wrk.format("POST", "/api/v1/?" .. query, {["Content-Type"] = "application/json"}, body)
 end
 """
@@ -104,8 +121,12 @@ def send_script(path: Path, seed: dict, rooms: list[str], tag: str, *, delay_ms:
     return path
 
 
-def batch_script(path: Path, seed: dict, rooms: list[str], tag: str, calls: int) -> Path:
-    """A script for at most `calls` calls; any call beyond them reuses a nonce and is refused."""
+def batch_script(path: Path, seed: dict, rooms: list[str], tag: str, calls: int, *, audience: bool = False) -> Path:
+    """A script for at most `calls` calls; any call beyond them reuses a nonce and is refused.
+
+    With `audience`, each call's gifts come from the room's own AUDIENCE senders rather than
+    from all of them.
+    """
     app = seed["app"]
     queries = []
     for _ in range(calls):
@@ -125,6 +146,7 @@ def batch_script(path: Path, seed: dict, rooms: list[str], tag: str, calls: int)
             "tag": tag,
             "threads": THREADS,
             "size": BATCH_SIZE,
+            "audience": AUDIENCE if audience else 0,
         }
     )
     return path
