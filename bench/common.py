@@ -88,6 +88,9 @@ SERVERS = {
     # WSGI for the REST and server APIs: threads, so a process's concurrent sends feed its group commit.
     "gunicorn-2": "{python} -m gunicorn gifting_site.wsgi:application --bind 127.0.0.1:{port} "
     "--workers 2 --worker-class gthread --threads 16 --log-level warning",
+    # One process for every send of the machine: the biggest batches group commit can form (GIL-bound).
+    "gunicorn-1": "{python} -m gunicorn gifting_site.wsgi:application --bind 127.0.0.1:{port} "
+    "--workers 1 --worker-class gthread --threads 32 --log-level warning",
 }
 
 
