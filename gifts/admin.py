@@ -159,6 +159,14 @@ class RoomAdmin(admin.ModelAdmin):
     readonly_fields = ["is_live", "current_session", "goal", "pk_side", "last_seq", "created_at"]
     actions = ["go_live", "go_off_air"]
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only the columns the form edits: `obj` was read when the request began, and a gift
+        # batch may have numbered events (last_seq) or a battle ended (pk_side) since.
+        obj.save(update_fields=list(form.fields))
+
     @admin.action(description="Go live (starts a new live session)")
     def go_live(self, request, queryset):
         for room in queryset:

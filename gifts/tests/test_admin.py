@@ -5,7 +5,7 @@ from django.contrib.admin.sites import site
 from django.test import RequestFactory
 from django.urls import reverse
 
-from gifts.models import Gift, GiftEvent, ValueTier
+from gifts.models import Gift, GiftEvent, Room, ValueTier
 from gifts.services import GiftRequest, gift_send
 from gifts.tests.factories import MiniGameFactory
 from wallets.models import Account, Entry, Transfer
@@ -140,3 +140,29 @@ def test_the_accounts_list_shows_platform_balances_computed_from_their_entries(s
     detail = staff_client.get(reverse("admin:wallets_account_change", args=[revenue.pk])).content.decode()
     assert "5 (computed: sum of entries)" in detail
     assert issued.balance == 0  # what the list showed before
+
+
+def test_a_room_saved_while_gifts_arrive_keeps_their_numbers(superuser, viewer, room, rose):
+    """The form read the room before a gift numbered its event; saving the title must not undo that."""
+
+    def send(msg_id):
+        request = GiftRequest(
+            scope=f"user:{viewer.pk}", msg_id=msg_id, sender=viewer, room=room, game_session=None, gift_code="rose",
+            value=1, num=1,
+        )  # fmt: skip
+        return gift_send(request)
+
+    room_admin = site._registry[Room]
+    request = RequestFactory().post("/")
+    request.user = superuser
+    stale = room_admin.get_object(request, str(room.pk))  # as the change view reads it
+    send("m-meanwhile")  # commits before the form is saved
+    form = room_admin.get_form(request, stale, change=True)(
+        {"room_id": room.room_id, "host": str(room.host.pk), "title": "Friday night"}, instance=stale
+    )
+    assert form.is_valid(), form.errors
+    room_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    room.refresh_from_db()
+    assert (room.title, room.last_seq) == ("Friday night", 1)
+    assert send("m-after").event.seq == 2
