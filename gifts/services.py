@@ -908,51 +908,84 @@ def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOu
 
     The room and game are checked as the original API would (RequestError when the room is
     off air or the game is over); the sender pays as usual. A success resolves the row.
+
+    One failed gift is paid at most once however often, and by however many staff, it is
+    re-sent:
+
+    - a re-send that fails is queued as a row of its own; re-sending that row re-sends the
+      gift it was a re-send of, so the two rows cannot each be paid;
+    - the original MsgId may have been paid after all (a 10005 or 10006 answer did not
+      settle it): then nothing is sent;
+    - an attempt whose outcome is not known yet (still running, cut off, or answered with a
+      result that does not settle its MsgId) is repeated under its own MsgId, which the
+      gift's receipt answers at most once. Only an attempt refused for good makes way for a
+      new MsgId.
     """
-    if failed.source == FailedDelivery.Source.VENDOR:
+    original = _resend_original(failed)
+    if original.source == FailedDelivery.Source.VENDOR:
         raise ResendRefused("the game refused a gift that was paid for: deliver it again instead")
-    if failed.room_id is None:
+    if original.room_id is None:
         raise ResendRefused("this failed delivery names no room")
-    sender = failed.sender or Profile.objects.filter(user_id=failed.user_code).first()
+    sender = original.sender or Profile.objects.filter(user_id=original.user_code).first()
     if sender is None:
-        raise ResendRefused(f"user {failed.user_code} does not exist")
-    room, session = room_for_gifts(failed.room.room_id)
-    game_session = game_for_gifts(room, session, failed.mini_game_code)
+        raise ResendRefused(f"user {original.user_code} does not exist")
+    app = original.app
+    scope = f"app:{app.app_id}" if app else f"user:{sender.pk}"
+    paid = GiftReceipt.objects.filter(scope=scope, msg_id=original.msg_id, result=Result.SUCCESS).first()
+    if paid is not None:
+        raise ResendRefused(f"MsgId {original.msg_id} was paid after all (room seq {paid.event.seq})")
+    room, session = room_for_gifts(original.room.room_id)
+    game_session = game_for_gifts(room, session, original.mini_game_code)
 
-    # Claim the row with a compare-and-set on the MsgId it was last re-sent with, so two staff
-    # clicks at once send one gift; a row already re-sent successfully is never sent again.
-    msg_id = f"resend-{failed.pk}-{uuid.uuid4().hex[:12]}"
-    claimed = (
-        FailedDelivery.objects.filter(pk=failed.pk, resent_msg_id=failed.resent_msg_id)
-        .exclude(resend_result=Result.SUCCESS)
-        .update(resent_msg_id=msg_id, resend_result=None)
-    )
-    if not claimed:
-        raise ResendRefused("this failed delivery was already re-sent")
+    with transaction.atomic():
+        claimed = FailedDelivery.objects.select_for_update().get(pk=original.pk)
+        if claimed.resend_result == Result.SUCCESS:
+            raise ResendRefused("this failed delivery was already re-sent")
+        unsettled = claimed.resent_msg_id and (
+            claimed.resend_result is None or not Result(claimed.resend_result).is_final
+        )
+        msg_id = claimed.resent_msg_id if unsettled else f"resend-{claimed.pk}-{uuid.uuid4().hex[:12]}"
+        FailedDelivery.objects.filter(pk=claimed.pk).update(resent_msg_id=msg_id, resend_result=None)
 
-    app = failed.app
     outcome = gift_send(
         GiftRequest(
-            scope=f"app:{app.app_id}" if app else f"user:{sender.pk}",
+            scope=scope,
             msg_id=msg_id,
             sender=sender,
             room=room,
             game_session=game_session,
-            gift_code=failed.gift_code,
-            value=failed.value,
-            num=failed.num,
-            receiver_code=failed.receiver_code or None,
+            gift_code=original.gift_code,
+            value=original.value,
+            num=original.num,
+            receiver_code=original.receiver_code or None,
             source=FailedDelivery.Source.STAFF,
             request_id=f"staff-{uuid.uuid4().hex[:12]}",
             app=app,
-            raw_item={"resend_of": failed.pk, "original": failed.raw_item},
+            raw_item={"resend_of": original.pk, "original": original.raw_item},
         )
     )
     changes: dict[str, Any] = {"resend_result": outcome.result}
     if outcome.ok:
         changes |= {"resolved_at": timezone.now(), "resolved_by": staff_user}
-    FailedDelivery.objects.filter(pk=failed.pk, resent_msg_id=msg_id).update(**changes)
+    # A repeat of an attempt that succeeded meanwhile (answered 10006) must not overwrite its success.
+    FailedDelivery.objects.filter(pk=original.pk, resent_msg_id=msg_id).exclude(resend_result=Result.SUCCESS).update(
+        **changes
+    )
+    if outcome.ok and failed.pk != original.pk:
+        failed_delivery_resolve(deliveries=FailedDelivery.objects.filter(pk=failed.pk), staff_user=staff_user)
     for name, value in changes.items():
-        setattr(failed, name, value)
-    failed.resent_msg_id = msg_id
+        setattr(original, name, value)
+    original.resent_msg_id = msg_id
     return outcome
+
+
+def _resend_original(failed: FailedDelivery) -> FailedDelivery:
+    """The failed delivery a staff re-send's own failure was a re-send of (the row itself otherwise)."""
+    seen = {failed.pk}
+    while failed.source == FailedDelivery.Source.STAFF and (parent := failed.raw_item.get("resend_of")) not in seen:
+        earlier = FailedDelivery.objects.select_related("room", "sender", "app").filter(pk=parent).first()
+        if earlier is None:
+            break
+        seen.add(earlier.pk)
+        failed = earlier
+    return failed

@@ -7,14 +7,14 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from gifts.models import GiftEvent, HostGiftCount
+from gifts.models import FailedDelivery, GiftEvent, HostGiftCount
 from gifts.results import Result
-from gifts.services import gift_send, gifts_send
+from gifts.services import ResendRefused, failed_delivery_resend, gift_send, gifts_send
 from gifts.tests.factories import GiftFactory, RoomFactory, gift_request
 from rankings.selectors import leaderboard_top
 from wallets.models import Account
 from wallets.selectors import account_balance, profile_balances
-from wallets.services import platform_account
+from wallets.services import coins_grant, platform_account
 from wallets.tests.factories import ProfileFactory
 from wallets.tests.ledger import assert_ledger_sound
 
@@ -209,4 +209,31 @@ def test_batches_crossing_the_same_rooms_and_people_in_opposite_orders_cannot_de
     for room in rooms:
         seqs = sorted(GiftEvent.objects.filter(room=room).values_list("seq", flat=True))
         assert seqs == list(range(1, sent_per_person + 1))
+    assert_ledger_sound()
+
+
+def test_staff_resending_one_failed_gift_at_once_pay_for_it_once(django_user_model):
+    """Two staff (or a double click) re-send the same failed delivery at the same moment."""
+    GiftFactory(gift_id="rose", price=10)
+    room = RoomFactory()
+    fan = ProfileFactory(coins=5)
+    [refused] = gifts_send([gift_request(fan, room, "m-poor")])
+    assert refused.result == Result.INSUFFICIENT_BALANCE
+    failed = FailedDelivery.objects.get(msg_id="m-poor")
+    staff = django_user_model.objects.create_superuser("staff", "staff@example.com", "pw")
+    coins_grant(profile=fan, amount=100, staff_user=staff)
+
+    def resend():
+        try:
+            return failed_delivery_resend(failed=FailedDelivery.objects.get(pk=failed.pk), staff_user=staff).result
+        except ResendRefused:
+            return "refused"
+
+    results = run_in_threads([resend] * 6)
+
+    assert Result.SUCCESS in results
+    assert GiftEvent.objects.filter(sender=fan).count() == 1
+    assert profile_balances(fan)["coins"] == 105 - 10
+    failed.refresh_from_db()
+    assert failed.resend_result == Result.SUCCESS and failed.resolved_by == staff
     assert_ledger_sound()

@@ -174,6 +174,70 @@ def test_a_resend_that_fails_again_says_why_and_can_be_retried(staff_client, sup
     assert GiftEvent.objects.filter(msg_id=poor_fan_failure.resent_msg_id).count() == 1
 
 
+def test_resending_a_failed_resend_pays_the_gift_once(staff_client, superuser, poor_fan_failure):
+    """The re-send's own failure is queued too; re-sending it and then the original must not pay twice."""
+    fan = poor_fan_failure.sender
+    resend_url = "admin:gifts_faileddelivery_resend"
+    staff_client.post(reverse(resend_url, args=[poor_fan_failure.pk]), follow=True)  # 10007 again
+    poor_fan_failure.refresh_from_db()
+    second_failure = FailedDelivery.objects.get(msg_id=poor_fan_failure.resent_msg_id)
+    coins_grant(profile=fan, amount=100, staff_user=superuser)
+
+    staff_client.post(reverse(resend_url, args=[second_failure.pk]), follow=True)
+    again = staff_client.post(reverse(resend_url, args=[poor_fan_failure.pk]), follow=True)
+
+    assert "already re-sent" in messages_of(again)[0]
+    assert GiftEvent.objects.count() == 1
+    assert profile_balances(fan)["coins"] == 105 - 20
+    poor_fan_failure.refresh_from_db()
+    second_failure.refresh_from_db()
+    assert poor_fan_failure.resend_result == 0
+    assert poor_fan_failure.resolved_at is not None and second_failure.resolved_at is not None
+
+
+def test_a_gift_paid_after_its_in_flight_answer_is_not_resent(staff_client, client, app, chat):
+    """A retry answered 10006 is queued; the first attempt then commits. Re-sending it would charge twice."""
+    fan = ProfileFactory(user_id="fan", coins=100)
+    body = {"RoomId": "chat", "GiftList": [item("m-slow", "fan", gift_id="rose", value=1, num=1)]}
+    assert call(client, body)["Data"]["Results"][0]["Result"] == 0
+    # What the retry that met the first attempt in flight left in the queue.
+    in_flight = FailedDelivery.objects.create(
+        source=FailedDelivery.Source.SERVER_API, request_id="r-retry", app=app, sender=fan, user_code="fan",
+        room=chat, msg_id="m-slow", gift_code="rose", value=1, num=1, code=10006,
+        message="MsgId is being processed; retry later",
+    )  # fmt: skip
+
+    response = staff_client.post(reverse("admin:gifts_faileddelivery_resend", args=[in_flight.pk]), follow=True)
+
+    assert "was paid after all (room seq 1)" in messages_of(response)[0]
+    assert GiftEvent.objects.count() == 1
+    assert profile_balances(fan)["coins"] == 90
+
+
+def test_a_resend_whose_outcome_was_lost_is_repeated_under_its_msg_id(staff_client, superuser, app, poor_fan_failure):
+    """The first click's gift committed but its result was never recorded (its process died, or it is
+    still running): a second click repeats that MsgId, which answers the gift it already paid."""
+    fan = poor_fan_failure.sender
+    coins_grant(profile=fan, amount=100, staff_user=superuser)
+    first_try = f"resend-{poor_fan_failure.pk}-cut-off"
+    FailedDelivery.objects.filter(pk=poor_fan_failure.pk).update(resent_msg_id=first_try, resend_result=None)
+    paid = gift_send(
+        GiftRequest(
+            scope=f"app:{app.app_id}", msg_id=first_try, sender=fan, room=poor_fan_failure.room,
+            game_session=None, gift_code="rose", value=1, num=2, app=app,
+        )
+    )  # fmt: skip
+    assert paid.ok
+
+    response = staff_client.post(reverse("admin:gifts_faileddelivery_resend", args=[poor_fan_failure.pk]), follow=True)
+
+    assert f"re-sent as {first_try}, delivered" in messages_of(response)[0]
+    assert GiftEvent.objects.count() == 1
+    assert profile_balances(fan)["coins"] == 105 - 20
+    poor_fan_failure.refresh_from_db()
+    assert (poor_fan_failure.resent_msg_id, poor_fan_failure.resend_result) == (first_try, 0)
+
+
 def test_resend_into_a_room_that_is_off_air_sends_nothing(staff_client, poor_fan_failure, chat):
     room_go_off_air(room=chat)
     response = staff_client.post(reverse("admin:gifts_faileddelivery_resend", args=[poor_fan_failure.pk]), follow=True)
