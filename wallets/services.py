@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from gifting_site.errors import MalformedRequest
 from wallets.models import Account, Entry, Profile, SpendingLimit, Transfer
 from wallets.selectors import own_daily_limit
 
@@ -59,8 +60,11 @@ def profile_get_or_create(
         try:
             return profile_create(user_id=user_id, nickname=nickname or "", avatar=avatar or "", sex=sex or 0)
         except IntegrityError:
-            # Another request created the same person a moment ago.
-            profile = Profile.objects.select_related("login").get(user_id=user_id)
+            # Another request created the same person a moment ago, or a login that is nobody's
+            # profile (staff) already has this name.
+            profile = Profile.objects.select_related("login").filter(user_id=user_id).first()
+            if profile is None:
+                raise MalformedRequest(f"UserId {user_id} is the name of a staff login, not of a viewer") from None
     profile_refresh(profile, nickname=nickname, avatar=avatar, sex=sex)
     return profile
 

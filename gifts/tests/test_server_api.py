@@ -557,6 +557,14 @@ def test_top_up_reference_reused_for_something_else_is_refused(client, app, db):
     assert state() == before  # nobody was created for the refused call
 
 
+def test_top_up_for_a_user_id_that_names_a_staff_login_is_refused(client, app, django_user_model):
+    django_user_model.objects.create_user("admin", password="pw", is_staff=True)
+    before = state()
+    data = call(client, {"UserId": "admin", "Amount": 100, "Reference": "pay-1"}, action="TopUp")
+    assert data["Code"] == 7200003 and "staff login" in data["Message"]
+    assert state() == before
+
+
 def test_top_up_references_belong_to_their_app(client, app, db):
     ServerApp.objects.create(app_id="2000002", secret="other-secret")
     call(client, {"UserId": "buyer", "Amount": 100, "Reference": "pay-1"}, action="TopUp")
