@@ -1,5 +1,7 @@
 """Staff views of people and money. Money rows can be read, never edited or deleted."""
 
+import uuid
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import IntegrityError, models
@@ -71,6 +73,8 @@ class ReasonForm(forms.Form):
 class GrantCoinsForm(forms.Form):
     amount = forms.IntegerField(min_value=1, max_value=100_000_000)
     memo = forms.CharField(max_length=200, help_text="why: shown in the ledger and the viewer's statement")
+    # One per form shown: the same form sent twice (a double click, a reload) grants once.
+    key = forms.UUIDField(widget=forms.HiddenInput, initial=uuid.uuid4)
 
 
 def action_form_page(model_admin, request, *, action: str, form, title: str, button: str, objects, intro: str = ""):
@@ -176,6 +180,7 @@ class WalletAdmin(admin.ModelAdmin):
                     amount=form.cleaned_data["amount"],
                     staff_user=request.user,
                     memo=form.cleaned_data["memo"],
+                    key=form.cleaned_data["key"],
                 )
             self.message_user(
                 request,

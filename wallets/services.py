@@ -298,14 +298,31 @@ def payout_create(
     return transfer, True
 
 
-@transaction.atomic(durable=True)
-def coins_grant(*, profile: Profile, amount: int, staff_user: object, memo: str = "") -> Transfer:
-    """Staff gives a viewer coins (compensation, promotion): a real transfer from `platform:issued`."""
+def coins_grant(
+    *, profile: Profile, amount: int, staff_user: object, memo: str = "", key: uuid.UUID | None = None
+) -> Transfer:
+    """Staff gives a viewer coins (compensation, promotion): a real transfer from `platform:issued`.
+
+    `key` names the staff's one decision (the admin's form carries one): the same key grants a
+    viewer once, however often the form is sent.
+    """
     if amount <= 0:
         raise ValueError("a grant must be positive")
+    reference = f"grant:{key}:{profile.pk}" if key else f"grant:{uuid.uuid4()}"
+    try:
+        return _coins_grant(profile=profile, amount=amount, staff_user=staff_user, memo=memo, reference=reference)
+    except IntegrityError:
+        # The same form sent twice at once: the other submission wrote the grant.
+        return Transfer.objects.get(reference=reference)
+
+
+@transaction.atomic(durable=True)
+def _coins_grant(*, profile: Profile, amount: int, staff_user: object, memo: str, reference: str) -> Transfer:
+    if (granted := Transfer.objects.filter(reference=reference).first()) is not None:
+        return granted
     return transfer_create(
         kind=Transfer.Kind.GRANT,
-        reference=f"grant:{uuid.uuid4()}",
+        reference=reference,
         legs=[(platform_account(Account.Kind.ISSUED), -amount), (coins_account(profile), amount)],
         memo=memo or "staff grant",
         created_by=staff_user,

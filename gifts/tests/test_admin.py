@@ -75,11 +75,19 @@ def test_grant_coins_action_writes_a_real_transfer(staff_client, superuser, view
     url = reverse("admin:wallets_profile_changelist")
     form = staff_client.post(url, {"action": "grant_coins", "_selected_action": [viewer.pk]})
     assert form.status_code == 200  # the amount and memo form
-    response = staff_client.post(
-        url,
-        {"action": "grant_coins", "_selected_action": [viewer.pk], "apply": "1", "amount": "250", "memo": "sorry"},
-    )
+    grant_form = {
+        "action": "grant_coins",
+        "_selected_action": [viewer.pk],
+        "apply": "1",
+        "amount": "250",
+        "memo": "sorry",
+        "key": form.context["form"]["key"].value(),
+    }
+    response = staff_client.post(url, grant_form)
     assert response.status_code == 302
+    assert profile_balances(viewer)["coins"] == 10_250
+    # The same form sent again (a double click, a reload) grants nothing more.
+    assert staff_client.post(url, grant_form).status_code == 302
     assert profile_balances(viewer)["coins"] == 10_250
     grant = Transfer.objects.get(kind=Transfer.Kind.GRANT)
     assert grant.created_by == superuser and grant.memo == "sorry"
@@ -92,7 +100,14 @@ def test_grant_coins_refuses_a_bad_amount(staff_client, viewer):
     for amount in ["-5", "0", "abc"]:
         staff_client.post(
             url,
-            {"action": "grant_coins", "_selected_action": [viewer.pk], "apply": "1", "amount": amount, "memo": "x"},
+            {
+                "action": "grant_coins",
+                "_selected_action": [viewer.pk],
+                "apply": "1",
+                "amount": amount,
+                "memo": "x",
+                "key": "0b6f4d6e-7a53-4a39-9a42-6d1d3f0c2e11",
+            },
         )
     assert profile_balances(viewer)["coins"] == 10_000
     assert not Transfer.objects.filter(kind=Transfer.Kind.GRANT).exists()
