@@ -939,7 +939,12 @@ def failed_delivery_resend(*, failed: FailedDelivery, staff_user: Any) -> GiftOu
 
     with transaction.atomic():
         claimed = FailedDelivery.objects.select_for_update().get(pk=original.pk)
-        if claimed.resend_result == Result.SUCCESS:
+        # A re-send's own row re-sent successfully counts too (rows queued before re-sends went
+        # through their original).
+        if (
+            claimed.resend_result == Result.SUCCESS
+            or FailedDelivery.objects.filter(raw_item__resend_of=claimed.pk, resend_result=Result.SUCCESS).exists()
+        ):
             raise ResendRefused("this failed delivery was already re-sent")
         unsettled = claimed.resent_msg_id and (
             claimed.resend_result is None or not Result(claimed.resend_result).is_final

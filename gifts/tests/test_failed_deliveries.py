@@ -195,6 +195,20 @@ def test_resending_a_failed_resend_pays_the_gift_once(staff_client, superuser, p
     assert poor_fan_failure.resolved_at is not None and second_failure.resolved_at is not None
 
 
+def test_a_resend_row_paid_on_its_own_keeps_its_original_from_being_paid_again(
+    staff_client, superuser, poor_fan_failure
+):
+    """A re-send's row that was itself re-sent and paid before re-sends went through their original."""
+    url = reverse("admin:gifts_faileddelivery_resend", args=[poor_fan_failure.pk])
+    staff_client.post(url, follow=True)  # 10007 again, queued as a row of its own
+    poor_fan_failure.refresh_from_db()
+    FailedDelivery.objects.filter(msg_id=poor_fan_failure.resent_msg_id).update(resend_result=0)
+    coins_grant(profile=poor_fan_failure.sender, amount=100, staff_user=superuser)
+
+    assert "already re-sent" in messages_of(staff_client.post(url, follow=True))[0]
+    assert GiftEvent.objects.count() == 0
+
+
 def test_a_gift_paid_after_its_in_flight_answer_is_not_resent(staff_client, client, app, chat):
     """A retry answered 10006 is queued; the first attempt then commits. Re-sending it would charge twice."""
     fan = ProfileFactory(user_id="fan", coins=100)
