@@ -1,6 +1,7 @@
 """The failed-delivery queue as staff work it in the admin, and server apps with their secrets."""
 
 import re
+from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -109,6 +110,52 @@ def test_the_detail_page_shows_the_raw_item_and_the_actions(staff_client, poor_f
     assert "Re-send as a new gift" in page and "Mark resolved" in page
     # nothing on the page can change the row itself
     assert 'name="_save"' not in page
+
+
+def test_the_detail_page_buttons_post_to_their_actions(staff_client, poor_fan_failure):
+    """A browser ignores a form inside another (the admin's page is one form): each button must
+    name its own URL, or it posts the page's form, which staff may not change."""
+    page = staff_client.get(reverse("admin:gifts_faileddelivery_change", args=[poor_fan_failure.pk]))
+    buttons = submit_targets(page.content.decode())
+    assert buttons["Re-send as a new gift (new MsgId; the sender pays)"] == reverse(
+        "admin:gifts_faileddelivery_resend", args=[poor_fan_failure.pk]
+    )
+    assert buttons["Mark resolved"] == reverse("admin:gifts_faileddelivery_resolve", args=[poor_fan_failure.pk])
+
+
+def submit_targets(html: str) -> dict[str, str]:
+    """{button label: the URL it posts to}, with forms nested in forms ignored as browsers do."""
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.form_action: str | None = None  # the open form's action; a nested <form> is ignored
+            self.label: tuple[str, str] | None = None  # a <button> being read: its target, its text so far
+            self.targets: dict[str, str] = {}
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "form" and self.form_action is None:
+                self.form_action = attrs.get("action") or ""
+            elif tag == "input" and attrs.get("type") == "submit" and self.form_action is not None:
+                self.targets[attrs.get("value", "")] = attrs.get("formaction") or self.form_action
+            elif tag == "button" and self.form_action is not None:
+                self.label = (attrs.get("formaction") or self.form_action, "")
+
+        def handle_data(self, data):
+            if self.label is not None:
+                self.label = (self.label[0], self.label[1] + data)
+
+        def handle_endtag(self, tag):
+            if tag == "form":
+                self.form_action = None  # the first </form> closes the one open form
+            elif tag == "button" and self.label is not None:
+                self.targets[self.label[1].strip()] = self.label[0]
+                self.label = None
+
+    parser = Page()
+    parser.feed(html)
+    return parser.targets
 
 
 def test_mark_resolved_records_who_and_when_once(staff_client, superuser, poor_fan_failure):
