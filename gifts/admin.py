@@ -148,8 +148,23 @@ class RoomCohostInline(admin.TabularInline):
     verbose_name_plural = "co-hosts: gifts may name them as receiver, and earn them the share"
 
 
+class SavesOnlyItsForm(admin.ModelAdmin):
+    """A change saves only the columns its form edits.
+
+    `obj` was read when the request began; what services write meanwhile under their own
+    locks (a room's seqs and battle side, an app's rotated secret) must not be written back.
+    """
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            columns = {field.name for field in obj._meta.concrete_fields}
+            obj.save(update_fields=[name for name in form.fields if name in columns])
+        else:
+            super().save_model(request, obj, form, change)
+
+
 @admin.register(Room)
-class RoomAdmin(admin.ModelAdmin):
+class RoomAdmin(SavesOnlyItsForm):
     inlines = [RoomCohostInline]
     list_display = ["room_id", "title", "host", "is_live", "last_seq"]
     list_filter = ["is_live"]
@@ -159,21 +174,13 @@ class RoomAdmin(admin.ModelAdmin):
     readonly_fields = ["is_live", "current_session", "goal", "pk_side", "last_seq", "created_at"]
     actions = ["go_live", "go_off_air"]
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            super().save_model(request, obj, form, change)
-            return
-        # Only the columns the form edits: `obj` was read when the request began, and a gift
-        # batch may have numbered events (last_seq) or a battle ended (pk_side) since.
-        obj.save(update_fields=list(form.fields))
-
-    @admin.action(description="Go live (starts a new live session)")
+    @admin.action(description="Go live (starts a new live session)", permissions=["change"])
     def go_live(self, request, queryset):
         for room in queryset:
             room_go_live(room=room)
         self.message_user(request, f"{queryset.count()} room(s) live.", messages.SUCCESS)
 
-    @admin.action(description="Go off air")
+    @admin.action(description="Go off air", permissions=["change"])
     def go_off_air(self, request, queryset):
         for room in queryset:
             room_go_off_air(room=room)
@@ -201,11 +208,11 @@ class GameSessionAdmin(admin.ModelAdmin):
                 return
             obj.pk = created.pk
 
-    @admin.action(description="Start the selected game sessions")
+    @admin.action(description="Start the selected game sessions", permissions=["change"])
     def start(self, request, queryset):
         self._apply(request, queryset, game_session_start, "started")
 
-    @admin.action(description="End the selected game sessions")
+    @admin.action(description="End the selected game sessions", permissions=["change"])
     def end(self, request, queryset):
         self._apply(request, queryset, game_session_end, "ended")
 
@@ -310,7 +317,7 @@ def server_secret_generate() -> str:
 
 
 @admin.register(ServerApp)
-class ServerAppAdmin(admin.ModelAdmin):
+class ServerAppAdmin(SavesOnlyItsForm):
     """Apps allowed to call the server API. A secret is readable once, when it is made, never after."""
 
     list_display = ["app_id", "name", "masked_secret", "is_active", "created_at"]

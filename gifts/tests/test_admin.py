@@ -2,11 +2,13 @@
 
 import pytest
 from django.contrib.admin.sites import site
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import RequestFactory
 from django.urls import reverse
 
 from gifts.models import Gift, GiftEvent, Room, ValueTier
-from gifts.services import GiftRequest, gift_send
+from gifts.services import GiftRequest, game_session_open, gift_send
 from gifts.tests.factories import MiniGameFactory
 from wallets.models import Account, Entry, Transfer
 from wallets.selectors import ledger_totals, profile_balances
@@ -181,3 +183,32 @@ def test_a_room_saved_while_gifts_arrive_keeps_their_numbers(superuser, viewer, 
     room.refresh_from_db()
     assert (room.title, room.last_seq) == ("Friday night", 1)
     assert send("m-after").event.seq == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "permission", "action"),
+    [
+        ("room", "view_room", "go_live"),
+        ("room", "view_room", "go_off_air"),
+        ("gamesession", "view_gamesession", "start"),
+        ("gamesession", "view_gamesession", "end"),
+    ],
+)
+def test_staff_who_may_only_read_cannot_take_rooms_on_air_or_run_games(client, room, model, permission, action):
+    reader = get_user_model().objects.create_user("reader", password="pw", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename=permission))
+    client.force_login(reader)
+    session = game_session_open(room=room, mini_game=MiniGameFactory())
+    selected = room.pk if model == "room" else session.pk
+
+    live_before = room.is_live
+
+    listing = client.get(reverse(f"admin:gifts_{model}_changelist"))
+    form = listing.context["action_form"]
+    offered = [name for name, _ in form.fields["action"].choices if name] if form else []
+    assert listing.status_code == 200 and action not in offered
+    client.post(reverse(f"admin:gifts_{model}_changelist"), {"action": action, "_selected_action": [selected]})
+
+    room.refresh_from_db()
+    session.refresh_from_db()
+    assert (room.is_live, session.state) == (live_before, "waiting")

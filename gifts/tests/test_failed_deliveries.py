@@ -4,9 +4,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib.admin.sites import site
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.cache import cache
+from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from wallets.tests.factories import ProfileFactory
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:gifts_faileddelivery_changelist"
+CHANGELIST_APPS = "admin:gifts_serverapp_changelist"
 
 
 @pytest.fixture(autouse=True)
@@ -372,3 +375,23 @@ def test_rotating_a_secret_shows_the_new_one_and_retires_the_old(staff_client, c
     body = {"UserId": "buyer", "Amount": 5, "Reference": "r1"}
     assert call(client, body, action="TopUp")["Code"] == 7200001
     assert call(client, body, action="TopUp", secret=app.secret)["Code"] == 0
+
+
+def test_an_app_saved_while_its_secret_is_rotated_keeps_the_new_secret(staff_client, superuser, app):
+    """The form read the app before another staff member rotated its secret; saving must not bring the old one back."""
+    app_admin = site._registry[ServerApp]
+    request = RequestFactory().post("/")
+    request.user = superuser
+    stale = app_admin.get_object(request, str(app.pk))
+    rotated = staff_client.post(reverse(CHANGELIST_APPS), {"action": "rotate_secret", "_selected_action": [app.pk]})
+    assert rotated.status_code == 200
+    app.refresh_from_db()
+    new_secret = app.secret
+    assert new_secret != SECRET
+
+    form = app_admin.get_form(request, stale, change=True)({"name": "renamed", "is_active": "on"}, instance=stale)
+    assert form.is_valid(), form.errors
+    app_admin.save_model(request, form.save(commit=False), form, change=True)
+
+    app.refresh_from_db()
+    assert (app.name, app.secret) == ("renamed", new_secret)
