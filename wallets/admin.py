@@ -170,7 +170,11 @@ class WalletAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Grant coins to the selected viewers", permissions=["change"])
+    def has_money_permission(self, request):
+        # Moving coins is the ledger's permission, not that of fixing someone's nickname.
+        return request.user.has_perm("wallets.add_transfer")
+
+    @admin.action(description="Grant coins to the selected viewers", permissions=["money"])
     def grant_coins(self, request, queryset):
         form = GrantCoinsForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -212,7 +216,7 @@ class WalletAdmin(admin.ModelAdmin):
         hosts = list(queryset.order_by("user_id"))
         return csv_response(f"host-statements-{stamp}.csv", HOST_STATEMENT_COLUMNS, host_statements(hosts))
 
-    @admin.action(description="Pay out earnings to the selected host", permissions=["change"])
+    @admin.action(description="Pay out earnings to the selected host", permissions=["money"])
     def pay_out(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select one host to pay out.", messages.ERROR)

@@ -3,6 +3,8 @@
 import logging
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from gifts.services import gift_send
@@ -90,3 +92,21 @@ def test_a_large_gift_is_logged_and_listed_under_its_own_filter(settings, staff_
     assert warning.getMessage() == f"large gift: 1000 coins from alice in room {room.room_id}"
     listing = staff_client.get(reverse("admin:gifts_giftevent_changelist") + "?large=yes").content.decode()
     assert "1 gift event" in listing
+
+
+def test_coins_move_only_for_staff_with_the_ledger_permission(client, viewer):
+    """Editing people (a nickname, an avatar) is not the right to grant coins or pay earnings out."""
+    support = get_user_model().objects.create_user("support", password="pw", is_staff=True)
+    support.user_permissions.add(*Permission.objects.filter(codename__in=["view_profile", "change_profile"]))
+    client.force_login(support)
+    url = reverse("admin:wallets_profile_changelist")
+
+    offered = [name for name, _ in client.get(url).context["action_form"].fields["action"].choices if name]
+    assert "grant_coins" not in offered and "pay_out" not in offered
+    grant = {"action": "grant_coins", "_selected_action": [viewer.pk], "apply": "1", "amount": "500", "memo": "x"}
+    client.post(url, {**grant, "key": "0b6f4d6e-7a53-4a39-9a42-6d1d3f0c2e11"})
+    assert profile_balances(viewer)["coins"] == 10_000
+
+    support.user_permissions.add(Permission.objects.get(codename="add_transfer"))
+    offered = [name for name, _ in client.get(url).context["action_form"].fields["action"].choices if name]
+    assert "grant_coins" in offered and "pay_out" in offered
