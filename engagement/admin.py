@@ -30,6 +30,25 @@ class GoalForm(forms.ModelForm):
             raise forms.ValidationError("The room is not live: a goal is set for a live session.")
         return room
 
+    def clean(self):
+        """Set the goal here, so that what the service refuses under the room's lock (the room
+        gone off air, or the gift retired, since the fields were checked) shows on the form like
+        any error. It writes nothing then; `save_model` only hands the goal to the admin."""
+        cleaned = super().clean()
+        if not self.errors:
+            gift = cleaned.get("gift")
+            try:
+                self.goal = room_goal_set(
+                    room=cleaned.get("room") or self.instance.room,  # a goal being changed keeps its room
+                    by=None,
+                    title=cleaned["title"],
+                    target=cleaned["target"],
+                    gift_id=gift.gift_id if gift else None,
+                )
+            except RequestError as refused:
+                raise forms.ValidationError(refused.message) from None
+        return cleaned
+
 
 @admin.register(Goal)
 class GoalAdmin(admin.ModelAdmin):
@@ -56,14 +75,7 @@ class GoalAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        # Checked by the form; a room that went off air since is refused by the service under its lock.
-        goal = room_goal_set(
-            room=obj.room,
-            by=None,
-            title=obj.title,
-            target=obj.target,
-            gift_id=obj.gift.gift_id if obj.gift else None,
-        )
+        goal = form.goal  # set by GoalForm.clean, under the room's lock
         obj.pk, obj.live_session_id, obj.version = goal.pk, goal.live_session_id, goal.version
 
 

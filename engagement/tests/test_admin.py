@@ -6,6 +6,7 @@ import re
 import pytest
 from django.utils import timezone
 
+from engagement.admin import GoalForm
 from engagement.models import Goal, PkBattle
 from engagement.services import pk_battle_start, pk_battles_end_due, room_goal_set
 from gifts.models import GiftEvent, Room
@@ -49,6 +50,22 @@ def test_a_room_off_air_gets_no_goal(staff_client, room):
     response = staff_client.post("/admin/engagement/goal/add/", {"room": room.pk, "title": "Too late", "target": 5})
 
     assert response.status_code == 200 and b"not live" in response.content
+    assert not Goal.objects.exists()
+
+
+def test_a_room_that_goes_off_air_while_its_goal_is_saved_is_told_on_the_form(staff_client, room, monkeypatch):
+    """The form saw the room live; it went off air before the goal was set: an error on the form, not a 500."""
+    check_room = GoalForm.clean_room
+
+    def checked_then_off_air(form):
+        checked = check_room(form)
+        room_go_off_air(room=Room.objects.get(pk=room.pk))
+        return checked
+
+    monkeypatch.setattr(GoalForm, "clean_room", checked_then_off_air)
+    response = staff_client.post("/admin/engagement/goal/add/", {"room": room.pk, "title": "Too late", "target": 5})
+
+    assert response.status_code == 200 and b"is not live" in response.content
     assert not Goal.objects.exists()
 
 
