@@ -28,6 +28,7 @@ from gifts.models import (
     ValueTier,
 )
 from gifts.services import (
+    MAX_COHOSTS,
     ResendRefused,
     failed_delivery_resend,
     failed_delivery_resolve,
@@ -140,8 +141,26 @@ class MiniGameAdmin(admin.ModelAdmin):
     inlines = [MiniGameTierInline]
 
 
+class RoomCohostFormSet(forms.BaseInlineFormSet):
+    """The rules `room_cohosts_set` keeps for hosts: at most MAX_COHOSTS, and not the host."""
+
+    def clean(self):
+        super().clean()
+        kept = [
+            form.cleaned_data["profile"]
+            for form in self.forms
+            if form.cleaned_data.get("profile") is not None and not form.cleaned_data.get("DELETE")
+        ]
+        if len(kept) > MAX_COHOSTS:
+            raise forms.ValidationError(f"At most {MAX_COHOSTS} co-hosts.")
+        if any(profile.pk == self.instance.host_id for profile in kept):
+            raise forms.ValidationError("The host is not a co-host of their own room.")
+
+
 class RoomCohostInline(admin.TabularInline):
     model = RoomCohost
+    formset = RoomCohostFormSet
+    max_num = MAX_COHOSTS
     extra = 0
     autocomplete_fields = ["profile"]
     verbose_name = "co-host"

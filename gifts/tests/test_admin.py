@@ -212,3 +212,21 @@ def test_staff_who_may_only_read_cannot_take_rooms_on_air_or_run_games(client, r
     room.refresh_from_db()
     session.refresh_from_db()
     assert (room.is_live, session.state) == (live_before, "waiting")
+
+
+def test_staff_cannot_make_a_host_the_co_host_of_their_own_room(staff_client, room):
+    response = staff_client.post(
+        reverse("admin:gifts_room_change", args=[room.pk]),
+        {
+            "room_id": room.room_id,
+            "host": str(room.host.pk),
+            "title": "",
+            "cohosts-TOTAL_FORMS": "1",
+            "cohosts-INITIAL_FORMS": "0",
+            "cohosts-MIN_NUM_FORMS": "0",
+            "cohosts-MAX_NUM_FORMS": "8",
+            "cohosts-0-profile": str(room.host.pk),
+        },
+    )
+    assert response.status_code == 200 and b"not a co-host of their own room" in response.content
+    assert not room.cohosts.exists()
