@@ -30,6 +30,7 @@ from gifts.models import (
 from gifts.services import (
     MAX_COHOSTS,
     ResendRefused,
+    cohosts_refusal,
     failed_delivery_resend,
     failed_delivery_resolve,
     game_session_end,
@@ -142,19 +143,17 @@ class MiniGameAdmin(admin.ModelAdmin):
 
 
 class RoomCohostFormSet(forms.BaseInlineFormSet):
-    """The rules `room_cohosts_set` keeps for hosts: at most MAX_COHOSTS, and not the host."""
+    """The rules the host's API keeps for co-hosts (`cohosts_refusal`)."""
 
     def clean(self):
         super().clean()
         kept = [
-            form.cleaned_data["profile"]
+            form.cleaned_data["profile"].user_id
             for form in self.forms
             if form.cleaned_data.get("profile") is not None and not form.cleaned_data.get("DELETE")
         ]
-        if len(kept) > MAX_COHOSTS:
-            raise forms.ValidationError(f"At most {MAX_COHOSTS} co-hosts.")
-        if any(profile.pk == self.instance.host_id for profile in kept):
-            raise forms.ValidationError("The host is not a co-host of their own room.")
+        if refusal := cohosts_refusal(self.instance, list(dict.fromkeys(kept))):
+            raise forms.ValidationError(f"Co-hosts: {refusal}.")
 
 
 class RoomCohostInline(admin.TabularInline):

@@ -661,6 +661,16 @@ MAX_COHOSTS = 8
 
 
 @transaction.atomic
+def cohosts_refusal(room: Room, user_ids: list[str]) -> str | None:
+    """Why these people (distinct public ids) cannot be the room's co-hosts, or None: at most
+    MAX_COHOSTS, and never the host. The host's API and the staff's admin both ask."""
+    if len(user_ids) > MAX_COHOSTS:
+        return f"at most {MAX_COHOSTS} co-hosts"
+    if room.host.user_id in user_ids:
+        return "the host is not a co-host of their own room"
+    return None
+
+
 def room_cohosts_set(*, room: Room, by: Profile, user_ids: list[str]) -> list[Profile]:
     """The host names the room's co-hosts (replacing the previous ones); gifts may name them as receiver.
 
@@ -670,10 +680,8 @@ def room_cohosts_set(*, room: Room, by: Profile, user_ids: list[str]) -> list[Pr
     if by.pk != room.host_id:
         raise NotRoomHost(f"only {room.host.user_id}, the host of {room.room_id}, may name its co-hosts")
     wanted = list(dict.fromkeys(user_ids))
-    if len(wanted) > MAX_COHOSTS:
-        raise MalformedRequest(f"user_ids: at most {MAX_COHOSTS} co-hosts")
-    if room.host.user_id in wanted:
-        raise MalformedRequest("user_ids: the host is not a co-host of their own room")
+    if refusal := cohosts_refusal(room, wanted):
+        raise MalformedRequest(f"user_ids: {refusal}")
     people = {profile.user_id: profile for profile in Profile.objects.filter(user_id__in=wanted)}
     if unknown := [user_id for user_id in wanted if user_id not in people]:
         raise MalformedRequest(f"user_ids: no such user {', '.join(unknown[:5])}")
