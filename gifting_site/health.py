@@ -9,7 +9,6 @@ when one is configured, Redis for one round trip each, and says which failed.
 import logging
 
 from django.conf import settings
-from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 
 from gifting_site.cache import cache_ping
 from gifting_site.errors import ServiceUnavailable, error_responses
+from gifts import writer
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,10 @@ class ReadyApi(APIView):
         },
     )
     def get(self, request):
-        checks = {"database": _probe(_database_ping), "redis": _probe(cache_ping) if _redis_configured() else "off"}
+        checks = {
+            "database": _probe(writer.database_ping),
+            "redis": _probe(cache_ping) if _redis_configured() else "off",
+        }
         failed = [name for name, state in checks.items() if state not in ("ok", "off")]
         if failed:
             message = "not ready: " + "; ".join(f"{name} {checks[name]}" for name in failed)
@@ -68,12 +71,6 @@ class ReadyApi(APIView):
 
 def _redis_configured() -> bool:
     return bool(settings.REDIS_URL)
-
-
-def _database_ping() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        return cursor.fetchone() == (1,)
 
 
 def _probe(ping) -> str:

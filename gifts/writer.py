@@ -65,6 +65,13 @@ read (`profiles_by_user_id`).
 - `relays_notify`: where the batch queued game deliveries, a NOTIFY on PostgreSQL that
   PostgreSQL delivers to the listening relays when (and only if) the batch commits
   (relay.wakeup).
+
+Outside any batch:
+
+- `relays_listen`: the LISTEN each relay's own connection runs, so that it hears those
+  NOTIFYs (relay.wakeup.Listener).
+- `database_ping`: `SELECT 1`, the readiness probe's question to the database
+  (gifting_site.health).
 """
 
 import datetime
@@ -72,9 +79,11 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+import psycopg
 from django.contrib.auth import get_user_model
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from psycopg import sql
 from rest_framework.authtoken.models import Token
 
 from engagement.models import Goal, PkSide
@@ -432,6 +441,18 @@ def deliveries_insert(rows: Sequence[tuple[Any, ...]], *, at: datetime.datetime)
 def relays_notify(channel: str) -> None:
     """NOTIFY `channel` when the transaction under way commits (PostgreSQL only)."""
     _cursor().execute("SELECT pg_notify(%s, '')", [channel])
+
+
+def relays_listen(listener: psycopg.Connection, channel: str) -> None:
+    """LISTEN on `channel` with `listener`, an autocommit connection of the relay's own."""
+    listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+
+def database_ping() -> bool:
+    """Whether the database answers a query: the readiness probe."""
+    cursor = _cursor()
+    cursor.execute("SELECT 1")
+    return cursor.fetchone() == (1,)
 
 
 RECEIPT_COLUMNS = (

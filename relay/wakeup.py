@@ -102,7 +102,7 @@ class Listener:
         params = connections["default"].get_connection_params()
         try:
             self._connection = psycopg.connect(**params, autocommit=True)
-            self._connection.execute(f"LISTEN {RELAY_CHANNEL}")
+            writer.relays_listen(self._connection, RELAY_CHANNEL)
         except psycopg.Error as error:
             if not self._failing:
                 logger.warning("game relay: cannot listen for new gifts (%s); looking every poll interval", error)
